@@ -3,13 +3,16 @@
 __version__ = "0.1.0"
 
 from .errors import CheckpointError, ConfigError, DataError, PdnError  # noqa: E402
-from .models.backbones import build_backbone  # noqa: E402
+from .models import DiffusionLayer, DiffusionStack, build_backbone, build_model  # noqa: E402
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
     "PdnError",
+    "DiffusionLayer",
+    "DiffusionStack",
     "__version__",
     "build_backbone",
+    "build_model",
 ]

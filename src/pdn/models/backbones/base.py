@@ -1,7 +1,5 @@
 """What every backbone shares: the stage-feature interface and the input normalisation it expects."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import torch
@@ -29,8 +27,10 @@ class Normalization:
         return {"mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> Normalization:
-        return cls(mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]))
+    def from_dict(cls, data: dict) -> "Normalization":
+        return cls(
+            mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"])
+        )
 
 
 IMAGENET_NORMALIZATION = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -46,9 +46,9 @@ class Backbone(nn.Module):
     Subclasses set ``channels`` (the four widths), ``output_stride`` and ``normalization``.
     """
 
+    # No postponed annotations here: TorchScript reads these and cannot parse string annotations.
     channels: list[int]
     output_stride: int
-    normalization: Normalization
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

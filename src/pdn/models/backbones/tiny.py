@@ -1,7 +1,5 @@
 """``tiny``: a small plain CNN backbone for tests and the CPU demo."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 

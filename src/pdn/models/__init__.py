@@ -1,0 +1,23 @@
+"""Networks: backbones, the diffusion layers, decode heads and ``build_model``."""
+
+from .backbones import Backbone, Normalization, build_backbone, list_backbones
+from .build import build_model, list_architectures
+from .diffusion import DiffusionLayer, DiffusionStack
+from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
+from .segmentor import SegmentationModel
+
+__all__ = [
+    "ASPPHead",
+    "Backbone",
+    "DiffusionLayer",
+    "DiffusionStack",
+    "FCNHead",
+    "Normalization",
+    "PDNHead",
+    "PPMHead",
+    "SegmentationModel",
+    "build_backbone",
+    "build_model",
+    "list_architectures",
+    "list_backbones",
+]

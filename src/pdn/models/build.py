@@ -1,0 +1,124 @@
+"""``build_model``: the architecture registry (pdn, fcn, aspp, ppm) over any backbone."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .backbones import build_backbone
+from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
+from .segmentor import SegmentationModel
+
+HeadBuilder = Callable[..., nn.Module]
+ARCHITECTURES: Registry[HeadBuilder] = Registry("architecture")
+
+
+@ARCHITECTURES.register("pdn")
+def pdn_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
+    """Progressively Diffused Network head (diffusion stack); options as :class:`PDNHead`."""
+    return PDNHead(in_ch, num_classes, **options)
+
+
+@ARCHITECTURES.register("fcn")
+def fcn_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
+    """Baseline without a context module; options as :class:`FCNHead`."""
+    return FCNHead(in_ch, num_classes, **options)
+
+
+@ARCHITECTURES.register("aspp")
+def aspp_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
+    """DeepLabV3 ASPP baseline; atrous rates (12, 24, 36) at output stride 8, halved per doubling."""
+    options.setdefault("atrous_rates", tuple(r * 8 // output_stride for r in (12, 24, 36)))
+    return ASPPHead(in_ch, num_classes, **options)
+
+
+@ARCHITECTURES.register("ppm")
+def ppm_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
+    """PSPNet pyramid-pooling baseline; options as :class:`PPMHead`."""
+    return PPMHead(in_ch, num_classes, **options)
+
+
+_HEAD_CLASSES = {"pdn": PDNHead, "fcn": FCNHead, "aspp": ASPPHead, "ppm": PPMHead}
+
+
+def list_architectures() -> list[str]:
+    """The names ``build_model`` accepts."""
+    return ARCHITECTURES.names()
+
+
+def head_options(arch: str) -> list[str]:
+    """The keyword options the ``arch`` head accepts (besides ``channels`` defaults)."""
+    parameters = inspect.signature(_HEAD_CLASSES[arch]).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    *,
+    backbone: str = "resnet50",
+    output_stride: int = 8,
+    backbone_weights: str | None = None,
+    aux: bool = True,
+    **options: Any,
+) -> SegmentationModel:
+    """Build a segmentation network.
+
+    Args:
+        arch: ``"pdn"``, ``"fcn"``, ``"aspp"`` or ``"ppm"``.
+        num_classes: number of output classes ``K``.
+        backbone: a name from :func:`pdn.models.backbones.list_backbones`.
+        output_stride: 8, 16 or 32.
+        backbone_weights: ``None``, a path or URL of a backbone state dict, or ``"imagenet"`` where the
+            backbone has packaged weights.
+        aux: add the auxiliary FCN head on stage 3 (used by :meth:`SegmentationModel.forward_train`).
+        **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
+            for every arch; for ``pdn``: ``num_layers`` (2), ``hidden`` (``channels // 4``),
+            ``directions``, ``rates`` ((1, 2, 4)), ``kernel_size`` (3), ``mode`` (``"sweep"`` or
+            ``"layerwise"``); ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``.
+
+    Returns:
+        A :class:`SegmentationModel`: ``(B, 3, H, W) -> (B, K, H, W)``.
+    """
+    head_builder = ARCHITECTURES.get(arch)
+    if int(num_classes) < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    allowed = head_options(arch)
+    for key in options:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"unknown option {key!r} for arch {arch!r}{hint} (known: {', '.join(allowed)})"
+            )
+    features = build_backbone(backbone, output_stride=output_stride, weights=backbone_weights)
+    in_ch = features.channels[-1]
+    options.setdefault("channels", min(512, in_ch))
+    head = head_builder(in_ch, num_classes, output_stride=output_stride, **options)
+    aux_head = None
+    if aux:
+        aux_in = features.channels[-2]
+        aux_head = FCNHead(aux_in, num_classes, channels=max(16, aux_in // 4))
+    model_config = {
+        "arch": arch,
+        "num_classes": int(num_classes),
+        "backbone": backbone,
+        "output_stride": int(output_stride),
+        "aux": bool(aux),
+        **{key: _json_ready(value) for key, value in options.items()},
+    }
+    return SegmentationModel(
+        features, head, aux_head, num_classes=int(num_classes), model_config=model_config
+    )

@@ -1,0 +1,356 @@
+"""Information-diffusion layers: multi-directional convolutional LSTMs with atrous recurrent filters.
+
+This is the part of PDN that the paper's abstract describes (a stack of diffusion layers built from
+multi-dimensional convolutional LSTMs whose units use atrous filters). The exact equations are our
+reconstruction; see DESIGN.md section 2 and the README.
+
+Two readings are implemented and selected with ``mode``:
+
+``"sweep"`` (default)
+    One ConvLSTM per direction. For ``"down"`` the map is cut into rows and the LSTM runs from the
+    top row to the bottom one; ``"up"`` runs bottom to top, ``"right"`` runs over the columns from
+    left to right and ``"left"`` from right to left. At slice ``s``::
+
+        gates_s = Wx X_s + sum_r U_r (*atrous r) h_{s-1}      (1-D convolutions along the slice)
+        c_s = f * c_{s-1} + i * g ;  h_s = o * tanh(c_s)        (zero initial state)
+
+    The summed atrous filters ``U_r`` are stored as one filter over the union of their taps.
+
+``"layerwise"``
+    The LSTM's time axis is the layer index: each layer updates one ``(h, c)`` state per axis
+    (vertical, horizontal) from its input and the previous layer's ``h``, through atrous ``k x 1``
+    and ``1 x k`` filters. A :class:`DiffusionStack` multiplies the rates by ``2**l`` at layer
+    ``l``, so the reach grows with depth. No loop over space.
+
+Both modes end the same way: ``Y = ReLU(X + BN(Conv1x1(concat(h))))``.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+DIRECTIONS: tuple[str, ...] = ("down", "up", "right", "left")
+MODES: tuple[str, ...] = ("sweep", "layerwise")
+_VERTICAL = ("down", "up")
+_REVERSED = ("up", "left")
+
+# No postponed annotations in modules that TorchScript compiles: it cannot parse string annotations.
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+def tap_offsets(kernel_size: int, rates: Sequence[int]) -> list[int]:
+    """The offsets along a slice heard by the summed atrous filters.
+
+    ``kernel_size=3, rates=(1, 2, 4)`` gives ``[-4, -2, -1, 0, 1, 2, 4]``.
+    """
+    half = kernel_size // 2
+    return sorted({rate * (j - half) for rate in rates for j in range(kernel_size)})
+
+
+def _check_options(
+    channels: int,
+    hidden: int,
+    directions: Sequence[str],
+    rates: Sequence[int],
+    kernel_size: int,
+    mode: str,
+) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"diffusion mode must be one of {', '.join(MODES)}, got {mode!r}")
+    unknown = [d for d in directions if d not in DIRECTIONS]
+    if unknown or not directions or len(set(directions)) != len(directions):
+        raise ConfigError(
+            f"directions must be distinct names from {', '.join(DIRECTIONS)}, got {list(directions)}"
+        )
+    if not rates or any(int(r) < 1 for r in rates):
+        raise ConfigError(f"rates must be positive integers, got {list(rates)}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    if channels < 1 or hidden < 1:
+        raise ConfigError(f"channels and hidden must be positive, got {channels} and {hidden}")
+
+
+def _lstm_update(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> State:
+    """One LSTM cell update. ``gates`` holds (i, f, g, o) along ``dim``, in ``torch.nn.LSTM``'s order."""
+    i, f, g, o = gates.chunk(4, dim=dim)
+    if cell is None:
+        cell = torch.sigmoid(i) * torch.tanh(g)
+    else:
+        cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+class DiffusionLayer(nn.Module):
+    """One information-diffusion layer: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Args:
+        channels: ``C``, the width of the input and output.
+        hidden: hidden size per direction (``sweep``) or per axis (``layerwise``); default ``C // 4``.
+        directions: a subset of ``("down", "up", "right", "left")``. In ``layerwise`` mode they only
+            select the axes: ``down``/``up`` the vertical one, ``right``/``left`` the horizontal one.
+        rates: dilation rates of the atrous recurrent filters.
+        kernel_size: taps per rate of each recurrent filter (odd).
+        mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
+
+    A ``sweep`` layer runs ``H`` sequential steps for its vertical directions and ``W`` for its
+    horizontal ones; the two directions of an axis share the steps, batched together, and each step
+    works on a whole slice of the whole batch. In eval mode the output of a one-direction sweep at
+    slice ``s`` depends on no input beyond ``s``.
+    """
+
+    offsets: list[int]
+    pad: int
+    vertical: list[int]
+    horizontal: list[int]
+    reverse: list[bool]
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        hidden: int | None = None,
+        directions: Sequence[str] = DIRECTIONS,
+        rates: Sequence[int] = (1, 2, 4),
+        kernel_size: int = 3,
+        mode: str = "sweep",
+    ):
+        super().__init__()
+        hidden = int(hidden) if hidden else max(1, channels // 4)
+        directions = tuple(directions)
+        rates = tuple(int(r) for r in rates)
+        _check_options(channels, hidden, directions, rates, kernel_size, mode)
+        self.channels, self.hidden, self.mode = channels, hidden, mode
+        self.directions, self.rates, self.kernel_size = directions, rates, kernel_size
+        self.offsets = tap_offsets(kernel_size, rates)
+        self.pad = max(abs(o) for o in self.offsets)
+        self.reverse = [d in _REVERSED for d in directions]
+        if mode == "sweep":
+            streams = len(directions)
+            self.vertical = [k for k, d in enumerate(directions) if d in _VERTICAL]
+            self.horizontal = [k for k, d in enumerate(directions) if d not in _VERTICAL]
+            self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
+            # Recurrent filters of all directions, (D, 4*hidden, hidden * taps), channel-major taps.
+            self.state_to_state = nn.Parameter(
+                torch.empty(streams, 4 * hidden, hidden * len(self.offsets))
+            )
+            self.axis_convs = nn.ModuleList()
+        else:
+            axes = sorted({"vertical" if d in _VERTICAL else "horizontal" for d in directions})
+            streams = len(axes)
+            self.vertical = [0] if "vertical" in axes else []
+            self.horizontal = [len(self.vertical)] if "horizontal" in axes else []
+            self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
+            self.state_to_state = nn.Parameter(torch.empty(0))
+            convs = []
+            for axis in axes:
+                for rate in rates:
+                    if axis == "vertical":
+                        kernel, dilation, padding = (
+                            (kernel_size, 1),
+                            (rate, 1),
+                            (rate * (kernel_size // 2), 0),
+                        )
+                    else:
+                        kernel, dilation, padding = (
+                            (1, kernel_size),
+                            (1, rate),
+                            (0, rate * (kernel_size // 2)),
+                        )
+                    convs.append(
+                        nn.Conv2d(
+                            hidden,
+                            4 * hidden,
+                            kernel,
+                            padding=padding,
+                            dilation=dilation,
+                            bias=False,
+                        )
+                    )
+            self.axis_convs = nn.ModuleList(convs)
+        self.streams = streams
+        self.fuse = nn.Conv2d(streams * hidden, channels, 1, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform init as in ``torch.nn.LSTM`` and forget-gate bias 1."""
+        bound = 1.0 / math.sqrt(self.hidden)
+        nn.init.uniform_(self.input_to_state.weight, -bound, bound)
+        with torch.no_grad():
+            bias = self.input_to_state.bias.view(self.streams, 4, self.hidden)
+            bias.zero_()
+            bias[:, 1] = 1.0
+        if self.state_to_state.numel():
+            nn.init.uniform_(
+                self.state_to_state, -bound / len(self.offsets), bound / len(self.offsets)
+            )
+        for conv in self.axis_convs:
+            nn.init.uniform_(conv.weight, -bound / len(self.rates), bound / len(self.rates))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, hidden={self.hidden}, directions={self.directions}, "
+            f"rates={self.rates}, kernel_size={self.kernel_size}, mode={self.mode!r}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, C, H, W)``, starting from a zero state."""
+        return self.forward_with_state(x, None)[0]
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: State | None
+    ) -> tuple[torch.Tensor, State | None]:
+        """Run the layer; ``state`` is the previous layer's ``(h, c)`` in ``layerwise`` mode.
+
+        Returns the output ``(B, C, H, W)`` and, in ``layerwise`` mode, this layer's ``(h, c)``, each
+        ``(B, axes * hidden, H, W)``; ``sweep`` mode ignores ``state`` and returns ``None``.
+        """
+        if self.mode == "sweep":
+            hidden, new_state = self.hidden_states(x), None
+        else:
+            new_state = self.layerwise_states(x, state)
+            hidden = new_state[0]
+        return torch.relu(x + self.norm(self.fuse(hidden))), new_state
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """The sweep's hidden states before fusion: ``(B, C, H, W) -> (B, D * hidden, H, W)``.
+
+        Channels are grouped by direction, in the order of ``directions``.
+        """
+        batch, _, height, width = x.shape
+        gates = self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
+        outputs: list[torch.Tensor] = []
+        by_stream: dict[int, torch.Tensor] = {}
+        if len(self.vertical) > 0:
+            states = self._sweep_axis(gates, self.vertical, vertical=True)
+            for k, stream in enumerate(self.vertical):
+                by_stream[stream] = states[k]
+        if len(self.horizontal) > 0:
+            states = self._sweep_axis(gates, self.horizontal, vertical=False)
+            for k, stream in enumerate(self.horizontal):
+                by_stream[stream] = states[k]
+        for stream in range(self.streams):
+            outputs.append(by_stream[stream])
+        return torch.cat(outputs, dim=1)
+
+    def _sweep_axis(self, gates: torch.Tensor, streams: list[int], vertical: bool) -> torch.Tensor:
+        """Sweep the given directions of one axis together.
+
+        ``gates``: ``(B, D, 4*hidden, H, W)`` input-to-state projections of all directions.
+        Returns ``(len(streams), B, hidden, H, W)``.
+        """
+        per_stream: list[torch.Tensor] = []
+        for stream in streams:
+            g = gates[:, stream]
+            if self.reverse[stream]:
+                g = g.flip(2 if vertical else 3)
+            per_stream.append(g)
+        # (S, D_axis, B, 4*hidden, L): slices along the step axis S, sites along the slice L.
+        stacked = torch.stack(per_stream, 0)
+        steps = stacked.permute(3, 0, 1, 2, 4) if vertical else stacked.permute(4, 0, 1, 2, 3)
+        steps = steps.contiguous()
+        selected = torch.tensor(streams, device=steps.device)
+        weight = self.state_to_state.index_select(0, selected).unsqueeze(
+            1
+        )  # (D_axis, 1, 4h, h*taps)
+        length = steps.shape[-1]
+        pad = self.pad
+        # Where each (tap, site) pair reads in the zero-padded slice, tap-major: (taps * L,).
+        taps = torch.tensor(self.offsets, device=steps.device) + pad
+        index = (
+            taps.unsqueeze(1) + torch.arange(length, device=steps.device).unsqueeze(0)
+        ).reshape(-1)
+        hidden_size, num_taps = self.hidden, len(self.offsets)
+        h = torch.zeros_like(steps[0, :, :, : self.hidden])
+        cell: torch.Tensor | None = None
+        outputs: list[torch.Tensor] = []
+        for s in range(steps.shape[0]):
+            g = steps[s]
+            if s > 0:
+                padded = F.pad(h, (pad, pad))
+                neighbours = padded.index_select(-1, index)  # (D_axis, B, hidden, taps * L)
+                neighbours = neighbours.view(h.shape[0], h.shape[1], hidden_size * num_taps, length)
+                g = g + torch.matmul(weight, neighbours)
+            h, cell = _lstm_update(g, cell, dim=2)
+            outputs.append(h)
+        states = torch.stack(outputs, 0)  # (S, D_axis, B, hidden, L)
+        states = states.permute(1, 2, 3, 0, 4) if vertical else states.permute(1, 2, 3, 4, 0)
+        result: list[torch.Tensor] = []
+        for k, stream in enumerate(streams):
+            state = states[k]
+            if self.reverse[stream]:
+                state = state.flip(2 if vertical else 3)
+            result.append(state)
+        return torch.stack(result, 0)
+
+    def layerwise_states(self, x: torch.Tensor, state: State | None) -> State:
+        """``layerwise`` update: ``(B, C, H, W)`` and the previous ``(h, c)`` -> this layer's ``(h, c)``.
+
+        ``h`` and ``c`` are ``(B, axes * hidden, H, W)``, vertical axis first.
+        """
+        batch, _, height, width = x.shape
+        gates = self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
+        cell: torch.Tensor | None = None
+        if state is not None:
+            h_prev, cell = state
+            h_prev = h_prev.view(batch, self.streams, self.hidden, height, width)
+            cell = cell.view(batch, self.streams, self.hidden, height, width)
+            recurrent: list[torch.Tensor] = []
+            per_axis = len(self.rates)
+            for axis in range(self.streams):
+                total = torch.zeros_like(gates[:, axis])
+                for k, conv in enumerate(self.axis_convs):
+                    if k // per_axis == axis:
+                        total = total + conv(h_prev[:, axis])
+                recurrent.append(total)
+            gates = gates + torch.stack(recurrent, 1)
+        h, cell = _lstm_update(gates, cell, dim=2)
+        return h.flatten(1, 2), cell.flatten(1, 2)
+
+
+class DiffusionStack(nn.Module):
+    """``num_layers`` diffusion layers: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    In ``layerwise`` mode layer ``l`` uses the rates multiplied by ``2**l`` and receives the
+    previous layer's LSTM state.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_layers: int = 2,
+        *,
+        hidden: int | None = None,
+        directions: Sequence[str] = DIRECTIONS,
+        rates: Sequence[int] = (1, 2, 4),
+        kernel_size: int = 3,
+        mode: str = "sweep",
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ConfigError(f"num_layers must be at least 1, got {num_layers}")
+        layers = []
+        for index in range(num_layers):
+            scale = 2**index if mode == "layerwise" else 1
+            layers.append(
+                DiffusionLayer(
+                    channels,
+                    hidden=hidden,
+                    directions=directions,
+                    rates=tuple(r * scale for r in rates),
+                    kernel_size=kernel_size,
+                    mode=mode,
+                )
+            )
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state: State | None = None
+        for layer in self.layers:
+            x, state = layer.forward_with_state(x, state)
+        return x

@@ -1,0 +1,184 @@
+"""The network: shapes on odd sizes for every arch and backbone, gradients, exact causality of the
+sweeps, equivalence with torch.nn.LSTM, reach, scripting."""
+
+import pytest
+import torch
+
+import pdn
+from pdn.errors import ConfigError
+from pdn.models import DiffusionLayer, DiffusionStack
+from pdn.models.diffusion import DIRECTIONS, tap_offsets
+
+ARCHS = ("pdn", "fcn", "aspp", "ppm")
+BACKBONES = [
+    ("tiny", 8),
+    ("tiny", 16),
+    ("resnet18", 8),
+    ("resnet18", 16),
+    ("resnet50", 8),
+    ("resnet50", 16),
+    ("efficientnet_lite0", 8),
+    ("efficientnet_lite0", 16),
+]
+
+
+@pytest.mark.parametrize("backbone,output_stride", BACKBONES)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shapes_and_gradients(arch: str, backbone: str, output_stride: int) -> None:
+    torch.manual_seed(0)
+    model = pdn.build_model(arch, 3, backbone=backbone, output_stride=output_stride, channels=32)
+    for training in (True, False):
+        model.train(training)
+        for batch in (1, 2):
+            for height, width in ((65, 97), (33, 129)):
+                with torch.set_grad_enabled(training):
+                    logits = model(torch.randn(batch, 3, height, width))
+                assert logits.shape == (batch, 3, height, width)
+    model.train()
+    logits, aux = model.forward_train(torch.randn(2, 3, 33, 65))
+    assert aux is not None and aux.shape == logits.shape == (2, 3, 33, 65)
+    (logits.square().mean() + aux.square().mean()).backward()
+    without = [
+        name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert without == []
+
+
+def _causality_gradients(direction: str, slice_index: int) -> torch.Tensor:
+    """Gradient magnitude of the output at one slice with respect to every input slice."""
+    torch.manual_seed(1)
+    layer = DiffusionLayer(8, hidden=4, directions=(direction,)).eval()
+    with torch.no_grad():
+        layer.norm.running_mean.uniform_(-1, 1)
+        layer.norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 8, 11, 13, requires_grad=True)
+    y = layer(x)
+    vertical = direction in ("down", "up")
+    picked = y[:, :, slice_index] if vertical else y[:, :, :, slice_index]
+    picked.sum().backward()
+    return x.grad.abs().sum(dim=(0, 1, 3) if vertical else (0, 1, 2))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_sweep_is_exactly_causal(direction: str) -> None:
+    grads = _causality_gradients(direction, 5)
+    forward = direction in ("down", "right")
+    later = grads[6:] if forward else grads[:5]
+    earlier = grads[:5] if forward else grads[6:]
+    assert torch.all(later == 0)
+    assert torch.all(earlier > 0)
+    assert grads[5] > 0
+
+
+def test_sweep_equals_torch_lstm() -> None:
+    """kernel_size=1, rates=(1,): the downward sweep is an nn.LSTM run over each column."""
+    torch.manual_seed(2)
+    channels, hidden, height, width = 6, 5, 9, 4
+    layer = DiffusionLayer(channels, hidden=hidden, directions=("down",), rates=(1,), kernel_size=1)
+    lstm = torch.nn.LSTM(channels, hidden)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(layer.input_to_state.weight.view(4 * hidden, channels))
+        lstm.bias_ih_l0.copy_(layer.input_to_state.bias)
+        lstm.bias_hh_l0.zero_()
+        lstm.weight_hh_l0.copy_(layer.state_to_state[0])
+    x = torch.randn(2, channels, height, width)
+    with torch.no_grad():
+        ours = layer.hidden_states(x)
+        sequence = x.permute(2, 0, 3, 1).reshape(height, 2 * width, channels)
+        reference, _ = lstm(sequence)
+    reference = reference.reshape(height, 2, width, hidden).permute(1, 3, 0, 2)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+
+
+def test_reversed_directions_mirror_forward_ones() -> None:
+    """'up' on a map equals 'down' on the flipped map, flipped back (same for left/right)."""
+    torch.manual_seed(3)
+    for forward, backward, dim in (("down", "up", 2), ("right", "left", 3)):
+        a = DiffusionLayer(8, directions=(forward,)).eval()
+        b = DiffusionLayer(8, directions=(backward,)).eval()
+        b.load_state_dict(a.state_dict())
+        x = torch.randn(1, 8, 7, 9)
+        with torch.no_grad():
+            torch.testing.assert_close(b(x), a(x.flip(dim)).flip(dim))
+
+
+def test_atrous_taps() -> None:
+    assert tap_offsets(3, (1, 2, 4)) == [-4, -2, -1, 0, 1, 2, 4]
+    assert tap_offsets(1, (1,)) == [0]
+    assert tap_offsets(5, (1,)) == [-2, -1, 0, 1, 2]
+
+
+def _reach(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """|d out[..., -1, -1] / d in[..., 0, 0]|: does the top-left corner reach the bottom-right one?"""
+    x = x.clone().requires_grad_(True)
+    out = module(x)
+    out[..., -1, -1].sum().backward()
+    return float(x.grad[..., 0, 0].abs().sum())
+
+
+def test_one_layer_reaches_the_opposite_corner() -> None:
+    torch.manual_seed(4)
+    layer = DiffusionLayer(16).eval()
+    assert _reach(layer, torch.randn(1, 16, 16, 16)) > 0
+    one_direction = DiffusionLayer(16, directions=("up",)).eval()
+    assert _reach(one_direction, torch.randn(1, 16, 16, 16)) == 0
+
+
+def test_pdn_reaches_across_the_image_and_fcn_does_not() -> None:
+    torch.manual_seed(5)
+    x = torch.randn(1, 3, 129, 129)
+    fcn = pdn.build_model("fcn", 2, backbone="tiny").eval()
+    model = pdn.build_model("pdn", 2, backbone="tiny").eval()
+    assert _reach(fcn, x) == 0
+    assert _reach(model, x) > 0
+
+
+def test_layerwise_passes_state_between_layers() -> None:
+    torch.manual_seed(6)
+    stack = DiffusionStack(16, 2, mode="layerwise").eval()
+    assert [layer.rates for layer in stack.layers] == [(1, 2, 4), (2, 4, 8)]
+    x = torch.randn(1, 16, 10, 12)
+    with torch.no_grad():
+        first, state = stack.layers[0].forward_with_state(x, None)
+        second, _ = stack.layers[1].forward_with_state(first, state)
+        torch.testing.assert_close(stack(x), second)
+        assert not torch.allclose(second, stack.layers[1](first))
+
+
+@pytest.mark.parametrize("mode", ["sweep", "layerwise"])
+def test_pdn_scripts_and_traces(mode: str) -> None:
+    torch.manual_seed(7)
+    model = pdn.build_model("pdn", 4, backbone="tiny", mode=mode).eval()
+    scripted = torch.jit.script(model)
+    x = torch.randn(1, 3, 64, 48)
+    traced = torch.jit.trace(model, x)
+    with torch.no_grad():
+        for size in ((64, 48), (41, 77)):
+            y = torch.randn(2, 3, *size)
+            torch.testing.assert_close(scripted(y), model(y))
+        torch.testing.assert_close(traced(x), model(x))
+        logits, aux = scripted.forward_train(x)
+        assert aux is not None and logits.shape == aux.shape == (1, 4, 64, 48)
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ConfigError, match="num_layer"):
+        pdn.build_model("pdn", 3, backbone="tiny", num_layer=3)
+    with pytest.raises(ConfigError, match="pdm"):
+        pdn.build_model("pdm", 3, backbone="tiny")
+    with pytest.raises(ConfigError, match="directions"):
+        DiffusionLayer(8, directions=("down", "sideways"))
+    with pytest.raises(ConfigError, match="mode"):
+        DiffusionLayer(8, mode="spiral")
+    model = pdn.build_model("fcn", 3, backbone="tiny").eval()
+    with pytest.raises(ValueError, match="at least 32x32"):
+        model(torch.randn(1, 3, 16, 64))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.randn(1, 1, 64, 64))
+
+
+def test_model_config_rebuilds_the_same_architecture() -> None:
+    model = pdn.build_model("pdn", 3, backbone="tiny", rates=(1, 3), num_layers=1)
+    again = pdn.build_model(**model.model_config)
+    assert again.model_config == model.model_config
+    again.load_state_dict(model.state_dict())
