@@ -80,20 +80,20 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_ch, H, W) -> (B, out_ch, ceil(H / stride), ceil(W / stride))``."""
-        if self.stride[0] > 1:
-            pads = []
-            for size, k, s, d in zip(
-                reversed(x.shape[-2:]),
-                reversed(self.kernel_size),
-                reversed(self.stride),
-                reversed(self.dilation),
-                strict=True,
-            ):
-                # Integer ceil division, so that symbolic sizes (export) stay integers.
-                total = max(((size + s - 1) // s - 1) * s + (k - 1) * d + 1 - size, 0)
-                pads += [total // 2, total - total // 2]
-            x = F.pad(x, pads)
-        return super().forward(x)
+        if self.stride[0] > 1 or self.stride[1] > 1:
+            pad_h = _same_padding(
+                x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0]
+            )
+            pad_w = _same_padding(
+                x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1]
+            )
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Total TF "same" padding along one axis (integer arithmetic, so symbolic sizes stay exact)."""
+    return max(((size + stride - 1) // stride - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -62,10 +62,6 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.downsample = downsample
 
-    @property
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn2
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
@@ -102,10 +98,6 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-
-    @property
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -205,17 +197,18 @@ class ResNet(Backbone):
                 nn.init.zeros_(module.bias)
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, (BasicBlock, Bottleneck)):
-                    nn.init.zeros_(module.last_bn.weight)
+                if isinstance(module, Bottleneck):
+                    nn.init.zeros_(module.bn3.weight)
+                elif isinstance(module, BasicBlock):
+                    nn.init.zeros_(module.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(B, 3, H, W)`` -> the four stage maps (see the class docstring for their shapes)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        features = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            features.append(x)
-        return features
+        c1 = self.layer1(x)
+        c2 = self.layer2(c1)
+        c3 = self.layer3(c2)
+        return [c1, c2, c3, self.layer4(c3)]
 
 
 def _describe_keys(keys: Iterable[str]) -> str:
