@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..errors import CheckpointError
 
@@ -33,3 +35,54 @@ def load_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{source}: expected a state dict, found {type(state).__name__}")
     return state
+
+
+_SHOWN_KEYS = 5
+
+
+def _describe_keys(keys: Iterable[str]) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    more = f" (+{len(keys) - _SHOWN_KEYS} more)" if len(keys) > _SHOWN_KEYS else ""
+    return shown + more
+
+
+def load_weights_strict(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    drop_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Load ``state`` into ``model`` strictly, after dropping keys under ``drop_prefixes``.
+
+    ``num_batches_tracked`` buffers missing from the file (older torchvision checkpoints lack
+    them) are filled with zero; any other missing, unexpected or wrongly shaped key raises a
+    :class:`~pdn.errors.CheckpointError` that names ``source`` and the first offending keys.
+    """
+    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+    problems = []
+    missing = expected.keys() - state.keys()
+    unexpected = state.keys() - expected.keys()
+    if missing:
+        problems.append(f"missing keys {_describe_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_describe_keys(unexpected)}")
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if mismatched:
+        shown = ", ".join(mismatched[:_SHOWN_KEYS])
+        more = f" (+{len(mismatched) - _SHOWN_KEYS} more)" if len(mismatched) > _SHOWN_KEYS else ""
+        problems.append(f"shape mismatches (file vs model) {shown}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{source}: not a {type(model).__name__} state dict: {'; '.join(problems)}"
+        )
+    model.load_state_dict(state, strict=True)

@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ..weights import load_state_dict
+from ..weights import load_state_dict, load_weights_strict
 from .base import Backbone, Normalization
 from .registry import register_backbone
-from .resnet import load_weights_strict
 
 LITE0_NORMALIZATION = Normalization(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 """``(x * 255 - 127) / 128`` for ``x`` in ``[0, 1]``: the preprocessing the weights were trained with."""

@@ -9,17 +9,15 @@ installed. Below output stride 32 the last stages replace stride by dilation, as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from ...errors import CheckpointError, ConfigError
-from ..weights import load_state_dict
+from ...errors import ConfigError
+from ..weights import load_state_dict, load_weights_strict
 from .base import IMAGENET_NORMALIZATION, Backbone
 from .registry import register_backbone
-
-_SHOWN_KEYS = 5
 
 
 def conv3x3(in_ch: int, out_ch: int, *, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -209,54 +207,6 @@ class ResNet(Backbone):
         c2 = self.layer2(c1)
         c3 = self.layer3(c2)
         return [c1, c2, c3, self.layer4(c3)]
-
-
-def _describe_keys(keys: Iterable[str]) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:_SHOWN_KEYS])
-    more = f" (+{len(keys) - _SHOWN_KEYS} more)" if len(keys) > _SHOWN_KEYS else ""
-    return shown + more
-
-
-def load_weights_strict(
-    model: nn.Module,
-    state: Mapping[str, torch.Tensor],
-    source: str,
-    *,
-    drop_prefixes: tuple[str, ...] = (),
-) -> None:
-    """Load ``state`` into ``model`` strictly, after dropping keys under ``drop_prefixes``.
-
-    ``num_batches_tracked`` buffers missing from the file (older torchvision checkpoints lack
-    them) are filled with zero; any other missing, unexpected or wrongly shaped key raises a
-    :class:`~pdn.errors.CheckpointError` that names ``source`` and the first offending keys.
-    """
-    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
-    problems = []
-    missing = expected.keys() - state.keys()
-    unexpected = state.keys() - expected.keys()
-    if missing:
-        problems.append(f"missing keys {_describe_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_describe_keys(unexpected)}")
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if mismatched:
-        shown = ", ".join(mismatched[:_SHOWN_KEYS])
-        more = f" (+{len(mismatched) - _SHOWN_KEYS} more)" if len(mismatched) > _SHOWN_KEYS else ""
-        problems.append(f"shape mismatches (file vs model) {shown}{more}")
-    if problems:
-        raise CheckpointError(
-            f"{source}: not a {type(model).__name__} state dict: {'; '.join(problems)}"
-        )
-    model.load_state_dict(state, strict=True)
 
 
 def _build(

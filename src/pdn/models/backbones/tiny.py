@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from ..weights import load_state_dict
+from ..weights import load_state_dict, load_weights_strict
 from .base import IMAGENET_NORMALIZATION, Backbone
 from .registry import register_backbone
 
@@ -61,5 +61,5 @@ def tiny(*, output_stride: int = 8, weights: str | None = None) -> TinyBackbone:
     """The ``tiny`` backbone; ``weights`` may be a file or URL of a state dict saved from one."""
     model = TinyBackbone(output_stride=output_stride)
     if weights is not None:
-        model.load_state_dict(load_state_dict(weights))
+        load_weights_strict(model, load_state_dict(weights), str(weights))
     return model
