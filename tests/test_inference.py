@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import pdn
+from pdn.engine import checkpoint as ck
 from pdn.engine.inference import InferenceOptions, infer, predict_probabilities, window_starts
-from pdn.errors import ConfigError
+from pdn.engine.segmenter import to_image_tensor
+from pdn.errors import CheckpointError, ConfigError, DataError
 
 K = 3
 
@@ -159,3 +162,97 @@ def test_infer_applies_short_side():
     assert probs.shape == (1, K, 64, 96)
     expected = predict_probabilities(model, x, scales=(0.5,))
     torch.testing.assert_close(probs, expected)
+
+
+# --- pdn.Segmenter -------------------------------------------------------------------------------
+
+CLASSES = ["background", "cat", "dog"]
+PALETTE = [(0, 0, 0), (200, 30, 30), (30, 200, 30)]
+
+
+def _checkpoint(path, config=None):
+    payload = ck.make_checkpoint(
+        _tiny_model(), classes=CLASSES, palette=PALETTE, config=config, iteration=3
+    )
+    return ck.save_checkpoint(path, payload)
+
+
+def _photo(height=45, width=70, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def test_segmenter_predicts_same_labels_from_path_pil_array_and_tensor(tmp_path):
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+    assert seg.classes == CLASSES and seg.palette == PALETTE and seg.device.type == "cpu"
+    assert not seg.model.training and seg.normalization == seg.model.normalization
+    pixels = _photo()
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    from_path = seg.predict(tmp_path / "photo.png")
+    assert from_path.shape == (45, 70) and from_path.dtype == np.int64
+    assert from_path.min() >= 0 and from_path.max() < 3
+    np.testing.assert_array_equal(seg.predict(str(tmp_path / "photo.png")), from_path)
+    np.testing.assert_array_equal(seg.predict(Image.fromarray(pixels)), from_path)
+    np.testing.assert_array_equal(seg.predict(pixels), from_path)
+    np.testing.assert_array_equal(seg.predict(torch.from_numpy(pixels).permute(2, 0, 1)), from_path)
+    # the labels are the argmax of the model on the normalised image
+    x = seg.normalization(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)[None]
+    with torch.no_grad():
+        np.testing.assert_array_equal(seg.model(x).argmax(1)[0].numpy(), from_path)
+
+
+def test_gray_inputs_are_repeated_over_rgb(tmp_path):
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+    gray = _photo()[..., 0]
+    expected = seg.predict(np.repeat(gray[..., None], 3, axis=2))
+    np.testing.assert_array_equal(seg.predict(gray), expected)
+    np.testing.assert_array_equal(seg.predict(Image.fromarray(gray)), expected)
+
+
+def test_predict_batch_matches_predict_on_mixed_sizes(tmp_path):
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+    seg.batch_size = 2
+    images = [_photo(40, 50, 0), _photo(33, 64, 1), _photo(40, 50, 2), _photo(40, 50, 3)]
+    batched = seg.predict_batch(images)
+    assert [b.shape for b in batched] == [(40, 50), (33, 64), (40, 50), (40, 50)]
+    for image, labels in zip(images, batched, strict=True):
+        np.testing.assert_array_equal(labels, seg.predict(image))
+
+
+def test_inference_options_come_from_the_checkpoint_config(tmp_path):
+    config = {"data": {"crop_size": 32}, "eval": {"mode": "slide", "stride": 20, "flip": True}}
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt", config), device="cpu")
+    assert seg.options == InferenceOptions(
+        mode="slide", crop_size=(32, 32), stride=(20, 20), flip=True
+    )
+    image = _photo(50, 61)
+    x = seg.prepare(image)[None]
+    expected = predict_probabilities(
+        seg.model, x, mode="slide", crop_size=32, stride=20, flip=True
+    ).argmax(1)[0]
+    np.testing.assert_array_equal(seg.predict(image), expected.numpy())
+    whole = predict_probabilities(seg.model, x).argmax(1)[0]
+    np.testing.assert_array_equal(seg.predict(image, mode="whole", flip=False), whole.numpy())
+    with pytest.raises(TypeError, match="unknown inference options"):
+        seg.predict(image, crops=3)
+
+
+def test_segmenter_errors_are_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        pdn.Segmenter.from_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        pdn.Segmenter.from_checkpoint(tmp_path / "junk.pt")
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match="broken.png") as error:
+        seg.predict(tmp_path / "broken.png")
+    assert "\n" not in str(error.value)
+    with pytest.raises(DataError, match="not found"):
+        seg.predict(tmp_path / "nothing.jpg")
+    with pytest.raises(DataError, match="uint8"):
+        seg.predict(np.zeros((40, 40, 3), np.float32))
+    with pytest.raises(DataError, match=r"\(H, W, 3\)"):
+        to_image_tensor(np.zeros((40, 40, 4), np.uint8))
+    with pytest.raises(DataError, match="list"):
+        to_image_tensor([1, 2, 3])

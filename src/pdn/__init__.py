@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .engine.segmenter import Segmenter  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PdnError  # noqa: E402
 from .models import DiffusionLayer, DiffusionStack, build_backbone, build_model  # noqa: E402
 
@@ -10,6 +11,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "PdnError",
+    "Segmenter",
     "DiffusionLayer",
     "DiffusionStack",
     "__version__",

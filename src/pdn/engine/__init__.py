@@ -5,3 +5,7 @@ format), ``trainer`` (the training loop), ``distributed`` (torchrun / DDP set-up
 (reproducible data order and RNG state), ``logging`` (progress bar and scalar logs).
 Submodules are imported on use so that ``import pdn`` stays light.
 """
+
+from .segmenter import Segmenter
+
+__all__ = ["Segmenter"]
