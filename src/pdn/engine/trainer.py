@@ -1,0 +1,635 @@
+"""The training loop: the standard recipe, iteration-based, resumable, single process or DDP.
+
+Recipe: SGD (momentum 0.9, weight decay 1e-4) over two parameter groups, the backbone at ``lr`` and
+every newly added layer at ``lr * head_lr_mult``; poly decay ``(1 - t / T) ** 0.9`` per iteration;
+cross-entropy with ignore index 255 on the main logits plus ``aux_weight`` (0.4) times the same
+loss on the auxiliary head's logits.
+
+The loss is normalised by the number of labelled pixels of the *global* batch (summed over ranks),
+so that DDP's gradient averaging gives exactly the gradient one process would compute on the whole
+global batch (plain per-rank means would weigh ranks with many ignored pixels too much).
+
+Run directory (written by rank 0)::
+
+    config.yaml    the resolved config
+    last.pt        the latest checkpoint, with optimizer / scheduler / scaler / RNG states
+    best.pt        the checkpoint with the best validation mIoU so far (no resume states)
+    log.jsonl      scalar log: {"iter", "kind": "train" | "val", ...}
+    metrics.json   the final evaluation (SegmentationResult.to_dict() plus "iteration")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import CheckpointError, PdnError
+from ..metrics import SegmentationMetric, SegmentationResult
+from . import distributed, seeding
+from .checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
+from .config import (
+    DEFAULT_CONFIG,
+    apply_overrides,
+    from_plain,
+    load_config,
+    model_kwargs,
+    save_config,
+    to_plain,
+)
+from .logging import Progress, ScalarLog
+
+IGNORE_INDEX = 255
+
+
+class TrainingDiverged(PdnError):
+    """The loss (or the weights) became NaN or infinite; the run stopped without saving them."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    iteration: int  # optimizer steps done
+    metrics: SegmentationResult | None  # final evaluation (None when stopped early or no val split)
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
+
+
+class TrainSamples(Dataset):
+    """Training samples addressed by ``(epoch, index)``: sample ``index``, augmented with the
+    generator seeded from ``(seed, epoch, index)`` (see :mod:`pdn.engine.seeding`)."""
+
+    def __init__(self, dataset: Any, transform: Any, seed: int):
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        image, mask = self.dataset[index]
+        return self.transform(
+            image, mask, generator=seeding.sample_generator(self.seed, epoch, index)
+        )
+
+
+class EvalSamples(Dataset):
+    """This rank's share (every ``world_size``-th image) of a dataset, with the eval transform."""
+
+    def __init__(self, dataset: Any, transform: Any, rank: int = 0, world_size: int = 1):
+        self.dataset, self.transform = dataset, transform
+        self.indices = list(range(rank, len(dataset), world_size))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.dataset[self.indices[i]]
+        return self.transform(image, mask)
+
+
+class _TrainForward(nn.Module):
+    """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.model.forward_train(x)
+
+
+def _ignore_signals_in_worker(_: int) -> None:
+    """DataLoader workers leave SIGINT / SIGTERM to the main process, which saves and stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def training_loss(
+    logits: torch.Tensor,
+    aux_logits: torch.Tensor | None,
+    target: torch.Tensor,
+    aux_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Summed cross-entropy (ignore index 255) of the main and auxiliary logits.
+
+    Args:
+        logits, aux_logits: ``(B, K, H, W)`` (``aux_logits`` may be None).
+        target: int64 ``(B, H, W)``.
+
+    Returns:
+        ``(total, main, aux)``: sums over labelled pixels (``total = main + aux_weight * aux``);
+        the caller divides by the number of labelled pixels.
+    """
+    main = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    if aux_logits is None:
+        return main, main, None
+    aux = F.cross_entropy(aux_logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return main + aux_weight * aux, main, aux
+
+
+def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
+    """Backbone parameters at ``lr``; every other parameter (new layers) at ``lr * head_lr_mult``."""
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    in_backbone = {id(p) for p in backbone}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in in_backbone]
+    return [
+        {"params": backbone, "lr": lr, "name": "backbone"},
+        {"params": head, "lr": lr * head_lr_mult, "name": "head"},
+    ]
+
+
+def poly_schedule(total: int, power: float):
+    """``t -> (1 - t / total) ** power`` (the factor ``LambdaLR`` applies to each group's lr)."""
+
+    def factor(step: int) -> float:
+        return (1.0 - min(step, total) / total) ** power
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    transform: Any,
+    *,
+    context: distributed.Context | None = None,
+    num_workers: int = 0,
+    amp: bool = False,
+) -> SegmentationResult:
+    """Whole-image evaluation: ``model(image)``, logits resized to the label size, one confusion matrix.
+
+    Each rank evaluates every ``world_size``-th image; the matrices are summed over ranks.
+    (Sliding-window and multi-scale evaluation are in :mod:`pdn.engine.inference`.)
+    """
+    context = context or distributed.Context(0, 1, 0, next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    samples = EvalSamples(dataset, transform, context.rank, context.world_size)
+    loader = DataLoader(
+        samples,
+        batch_size=1,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+        worker_init_fn=_ignore_signals_in_worker,
+    )
+    metric = SegmentationMetric(
+        dataset.num_classes,
+        ignore_index=dataset.ignore_index,
+        class_names=list(dataset.classes),
+        device=context.device,
+    )
+    for image, mask in loader:
+        with _autocast(context.device, amp):
+            logits = model(image.to(context.device))
+        if logits.shape[-2:] != mask.shape[-2:]:  # eval_resize: score at the label's own size
+            logits = F.interpolate(
+                logits.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False
+            )
+        metric.update(logits.argmax(dim=1), mask.to(context.device))
+    metric.all_reduce()
+    model.train(was_training)
+    return metric.compute()
+
+
+@contextmanager
+def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    if enabled and device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.float16):
+            yield
+    else:
+        yield
+
+
+class _StopRequest:
+    """Turns SIGINT / SIGTERM into a flag that the loop checks after each step (a second SIGINT
+    interrupts at once). Installed only in the main thread."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __enter__(self) -> _StopRequest:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(
+        bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
+    )
+
+
+def _set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def _palette(dataset: Any) -> list[list[int]]:
+    return [[int(c) for c in colour] for colour in dataset.palette]
+
+
+def _metrics_record(result: SegmentationResult, iteration: int) -> dict[str, Any]:
+    return {**result.to_dict(), "iteration": int(iteration)}
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    *,
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into ``run_dir`` (from scratch, or from the ``resume`` checkpoint payload).
+
+    Joins the ``torchrun`` process group when there is one. Rank 0 writes the run directory.
+
+    Raises:
+        TrainingDiverged: the loss became NaN / inf (names the iteration; nothing is saved).
+        ConfigError, DataError, CheckpointError: bad config, data or checkpoint (one line).
+    """
+    context = distributed.setup(cfg.train.device)
+    try:
+        return _Run(cfg, Path(run_dir), context, resume).run()
+    finally:
+        distributed.teardown()
+
+
+class _Run:
+    """One training run's state; :meth:`run` executes it."""
+
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, context: distributed.Context, resume: dict | None
+    ):
+        from ..data import build_dataset
+        from ..data.transforms import eval_transforms, train_transforms
+        from ..models import build_model
+
+        self.cfg, self.run_dir, self.context = cfg, run_dir, context
+        data, tcfg = cfg.data, cfg.train
+        options = dict(to_plain(cfg)["data"]["options"])
+        self.train_set = build_dataset(data.name, root=data.root, split=data.train_split, **options)
+        self.val_set = (
+            build_dataset(data.name, root=data.root, split=data.val_split, **options)
+            if data.val_split
+            else None
+        )
+        if len(self.train_set) == 0:
+            raise PdnError(f"dataset {data.name!r} split {data.train_split!r} has no samples")
+
+        torch.manual_seed(tcfg.seed)  # the same initial weights on every rank (and in every run)
+        self.model = build_model(**model_kwargs(cfg, self.train_set.num_classes))
+        if resume is not None:
+            check_compatible(resume, self.model.model_config)
+            try:
+                self.model.load_state_dict(resume["model"], strict=True)
+            except RuntimeError as error:
+                raise CheckpointError(
+                    f"checkpoint weights do not fit the model ({str(error).splitlines()[0]})"
+                ) from None
+        seeding.seed_process(tcfg.seed, context.rank)
+
+        self.train_transform = train_transforms(
+            self.model.normalization,
+            data.crop_size,
+            scale_range=tuple(data.scale_range),
+            flip=data.flip,
+            jitter=data.jitter,
+            rotation=data.rotation,
+        )
+        self.eval_transform = eval_transforms(self.model.normalization, resize=data.eval_resize)
+
+        self.use_amp = bool(tcfg.amp) and context.device.type == "cuda"
+        if context.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.forward = distributed.prepare_model(_TrainForward(self.model), context)
+        self.optimizer = torch.optim.SGD(
+            param_groups(self.model, tcfg.lr, tcfg.head_lr_mult),
+            lr=tcfg.lr,
+            momentum=tcfg.momentum,
+            weight_decay=tcfg.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, poly_schedule(tcfg.iters, tcfg.poly_power)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start = 0
+        self.best_miou = -math.inf
+        self.last_metrics: dict[str, Any] | None = None
+        if resume is not None:
+            self._restore(resume)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        for key in ("optimizer", "scheduler", "scaler", "rng"):
+            if key not in ckpt:
+                raise CheckpointError(
+                    f"checkpoint has no {key} state, so the run cannot resume from it (use last.pt)"
+                )
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.start = int(ckpt["iteration"])
+        self.last_metrics = ckpt.get("metrics")
+        ranks = ckpt["rng"].get("ranks", [])
+        if len(ranks) == self.context.world_size:
+            seeding.set_rng_state(ranks[self.context.rank])
+        else:  # another process count: fresh per-rank streams, still determined by (seed, step)
+            seeding.seed_process(
+                seeding.derive_seed(self.cfg.train.seed, self.start), self.context.rank
+            )
+        best = self.run_dir / "best.pt"
+        if best.is_file():
+            metrics = load_checkpoint(best).get("metrics") or {}
+            if metrics.get("mIoU") is not None:
+                self.best_miou = float(metrics["mIoU"])
+
+    def _payload(
+        self, iteration: int, metrics: dict[str, Any] | None, *, resumable: bool
+    ) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if resumable:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": {"ranks": distributed.all_gather_objects(seeding.rng_state(), self.context)},
+            }
+        return make_checkpoint(
+            self.model,
+            classes=list(self.train_set.classes),
+            palette=_palette(self.train_set),
+            config=to_plain(self.cfg),
+            iteration=iteration,
+            metrics=metrics,
+            **state,
+        )
+
+    def _save(
+        self, name: str, iteration: int, metrics: dict[str, Any] | None, *, resumable: bool
+    ) -> None:
+        """Write ``name`` (rank 0), unless the weights are no longer finite (then stop)."""
+        if not _all_finite(self.model):  # identical weights on every rank: every rank stops
+            raise TrainingDiverged(
+                f"weights became NaN/inf by iteration {iteration}; stopped without saving them; "
+                f"{self._last_good()}"
+            )
+        payload = self._payload(iteration, metrics, resumable=resumable)  # collective under DDP
+        if self.context.is_main:
+            save_checkpoint(self.run_dir / name, payload)
+
+    def _last_good(self) -> str:
+        last = self.run_dir / "last.pt"
+        if not last.is_file():
+            return "no checkpoint was written before"
+        try:
+            iteration = load_checkpoint(last)["iteration"]
+        except CheckpointError:
+            return f"the last checkpoint is {last}"
+        return f"the last good checkpoint is {last} (iteration {iteration})"
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _evaluate(
+        self, iteration: int, log: ScalarLog | None, progress: Progress
+    ) -> SegmentationResult | None:
+        if self.val_set is None:
+            return None
+        result = evaluate(
+            self.model,
+            self.val_set,
+            self.eval_transform,
+            context=self.context,
+            num_workers=self.cfg.data.num_workers,
+            amp=self.use_amp,
+        )
+        self.last_metrics = _metrics_record(result, iteration)
+        summary = {k: getattr(result, k) for k in ("mIoU", "mAcc", "aAcc", "fwIoU")}
+        if log is not None:
+            log.write(iteration, "val", **summary)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None)
+        progress.write(f"iter {iteration}: val {shown}")
+        if result.mIoU is not None and result.mIoU > self.best_miou:
+            self.best_miou = result.mIoU
+            self._save("best.pt", iteration, self.last_metrics, resumable=False)
+        return result
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        tcfg, ctx = self.cfg.train, self.context
+        batches = seeding.IterationBatches(
+            len(self.train_set),
+            tcfg.batch_size,
+            tcfg.seed,
+            start=self.start,
+            stop=tcfg.iters,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        return DataLoader(
+            TrainSamples(self.train_set, self.train_transform, tcfg.seed),
+            batch_sampler=batches,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=ctx.device.type == "cuda",
+            generator=torch.Generator(),  # keeps the global RNG untouched (resume identity)
+            worker_init_fn=_ignore_signals_in_worker,
+            persistent_workers=False,
+        )
+
+    def run(self) -> TrainResult:
+        cfg, ctx, tcfg = self.cfg, self.context, self.cfg.train
+        main = ctx.is_main
+        log = None
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            log = ScalarLog(self.run_dir / "log.jsonl")
+            log.truncate_after(self.start)
+        progress = Progress(
+            start=self.start, total=tcfg.iters, every=tcfg.log_interval, enabled=main
+        )
+        if main and self.start:
+            progress.write(f"resuming {self.run_dir} at iteration {self.start}/{tcfg.iters}")
+        window: list[list[float]] = []
+        iteration = self.start
+        stopped_by = None
+        try:
+            with _StopRequest() as stop:
+                _set_train_mode(self.forward, tcfg.freeze_bn)
+                for images, masks in self._loader():
+                    images = images.to(ctx.device, non_blocking=True)
+                    masks = masks.to(ctx.device, non_blocking=True)
+                    with _autocast(ctx.device, self.use_amp):
+                        logits, aux_logits = self.forward(images)
+                    total, main_loss, aux_loss = training_loss(
+                        logits, aux_logits, masks, tcfg.aux_weight
+                    )
+                    labelled = float((masks != IGNORE_INDEX).sum())
+                    # one collective per step: global labelled pixels, any rank non-finite, any signal
+                    shared = distributed.all_reduce_sum(
+                        [
+                            labelled,
+                            float(not torch.isfinite(total)),
+                            float(stop.signal_name is not None),
+                        ],
+                        ctx,
+                    )
+                    if shared[1] > 0:
+                        raise TrainingDiverged(
+                            f"loss is {float(total.detach())} at iteration {iteration + 1}; stopped without "
+                            f"updating the weights; {self._last_good()}"
+                        )
+                    scale = ctx.world_size / max(shared[0], 1.0)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scaler.scale(total * scale).backward()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.scheduler.step()
+                    iteration += 1
+
+                    per_pixel = 1.0 / max(labelled, 1.0)
+                    window.append(
+                        [
+                            float(total.detach()) * per_pixel,
+                            float(main_loss.detach()) * per_pixel,
+                            float(aux_loss.detach()) * per_pixel if aux_loss is not None else 0.0,
+                        ]
+                    )
+                    lrs = self.scheduler.get_last_lr()
+                    progress.update(iteration, loss=window[-1][0], lr=lrs[0])
+                    if log is not None and (
+                        iteration % tcfg.log_interval == 0 or iteration == tcfg.iters
+                    ):
+                        means = [sum(col) / len(window) for col in zip(*window, strict=True)]
+                        log.write(
+                            iteration,
+                            "train",
+                            loss=means[0],
+                            loss_main=means[1],
+                            loss_aux=means[2],
+                            lr=lrs[0],
+                            lr_head=lrs[1],
+                        )
+                        window.clear()
+
+                    if shared[2] > 0:
+                        stopped_by = stop.signal_name or "signal"
+                        self._save("last.pt", iteration, self.last_metrics, resumable=True)
+                        progress.write(
+                            f"stopped by {stopped_by} at iteration {iteration}; saved {self.run_dir / 'last.pt'}; "
+                            f"continue with --resume --out {self.run_dir}"
+                        )
+                        return TrainResult(self.run_dir, iteration, None, stopped_by)
+                    if iteration < tcfg.iters:
+                        if tcfg.eval_interval and iteration % tcfg.eval_interval == 0:
+                            self._evaluate(iteration, log, progress)
+                            _set_train_mode(self.forward, tcfg.freeze_bn)
+                        if tcfg.checkpoint_interval and iteration % tcfg.checkpoint_interval == 0:
+                            self._save("last.pt", iteration, self.last_metrics, resumable=True)
+            progress.close()
+            result = self._evaluate(iteration, log, progress)
+            self._save("last.pt", iteration, self.last_metrics, resumable=True)
+            if main and result is not None:
+                (self.run_dir / "metrics.json").write_text(
+                    json.dumps(_metrics_record(result, iteration), indent=2) + "\n"
+                )
+                print(
+                    f"\nvalidation ({self.cfg.data.name}, {self.cfg.data.val_split}) after {iteration} iterations:"
+                )
+                print(result.table())
+            if main:
+                print(
+                    f"run directory: {self.run_dir} (config.yaml, last.pt, best.pt, log.jsonl, metrics.json)"
+                )
+            return TrainResult(self.run_dir, iteration, result, stopped_by)
+        finally:
+            progress.close()
+            if log is not None:
+                log.close()
+
+
+def prepare_run(
+    config: str | Path | None,
+    overrides: Sequence[str],
+    out: str | Path | None,
+    *,
+    resume: bool,
+) -> tuple[DictConfig, Path, dict[str, Any] | None]:
+    """Resolve what ``pdn train`` will do: the config, the run directory, the checkpoint to resume.
+
+    - Without ``--resume``, a run directory that already holds ``last.pt`` is refused (nothing is
+      overwritten by accident).
+    - With ``--resume``, ``OUT/last.pt`` is loaded. Without CONFIG the run's own config (stored in
+      the checkpoint) is used, with the overrides applied on top; with CONFIG, that config is
+      loaded and must describe the same model. If there is no ``last.pt`` yet, the run starts
+      fresh (so one command line serves both the first start and every restart).
+    """
+    cfg = load_config(config, overrides) if (config is not None or not resume) else None
+    if out is None:
+        stem = Path(str(config)).stem if config is not None else DEFAULT_CONFIG
+        out = Path("runs") / stem
+    run_dir = Path(out)
+    last = run_dir / "last.pt"
+    if not resume:
+        if last.is_file():
+            raise PdnError(
+                f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose another --out"
+            )
+        return cfg, run_dir, None  # type: ignore[return-value]
+    if not last.is_file():
+        print(f"pdn train: no {last} yet, starting a new run", file=sys.stderr)
+        return (cfg if cfg is not None else load_config(None, overrides)), run_dir, None
+    ckpt = load_checkpoint(last)
+    if cfg is None:
+        if not ckpt.get("config"):
+            raise CheckpointError(f"{last}: holds no config; pass the CONFIG file as well")
+        cfg = apply_overrides(from_plain(ckpt["config"]), overrides)
+    return cfg, run_dir, ckpt
+
+
+__all__ = [
+    "TrainResult",
+    "TrainingDiverged",
+    "evaluate",
+    "param_groups",
+    "poly_schedule",
+    "prepare_run",
+    "train",
+    "training_loss",
+]

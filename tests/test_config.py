@@ -1,0 +1,111 @@
+"""Run configs: packaged files, typed schema, dotted overrides, unknown keys with close matches."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdn.engine import config as C
+from pdn.errors import ConfigError
+
+
+def test_default_is_the_demo_config():
+    cfg = C.load_config()
+    assert cfg.model.arch == "pdn" and cfg.model.backbone == "tiny"
+    assert cfg.data.name == "context" and cfg.train.device == "cpu"
+
+
+@pytest.mark.parametrize("name", C.packaged_configs())
+def test_every_packaged_config_loads(name):
+    cfg = C.load_config(name)
+    assert cfg.train.iters >= 1
+    kwargs = C.model_kwargs(cfg, num_classes=7)
+    assert kwargs["num_classes"] == 7
+    assert all(value is not None for key, value in kwargs.items() if key != "backbone_weights")
+
+
+def test_packaged_configs_cover_the_benchmarks():
+    names = set(C.packaged_configs())
+    assert {
+        "demo",
+        "nuclei",
+        "ade20k_pdn_r101",
+        "voc_pdn_r101",
+        "context59_pdn_r101",
+        "cityscapes_pdn_r101",
+        "person_part",
+    } <= names
+
+
+def test_overrides_of_the_documented_keys():
+    cfg = C.load_config(
+        "demo",
+        [
+            "train.iters=7",
+            "train.batch_size=3",
+            "train.lr=1e-3",
+            "data.name=folder",
+            "data.root=/data/x",
+            "model.arch=fcn",
+            "model.backbone=resnet18",
+            "model.rates=[1,3]",
+            "model.backbone_weights=null",
+            "data.options={num_classes: 4}",
+        ],
+    )
+    assert (cfg.train.iters, cfg.train.batch_size, cfg.train.lr) == (7, 3, 0.001)
+    assert (cfg.data.name, cfg.data.root, cfg.model.arch, cfg.model.backbone) == (
+        "folder",
+        "/data/x",
+        "fcn",
+        "resnet18",
+    )
+    assert list(cfg.model.rates) == [1, 3]
+    assert cfg.data.options["num_classes"] == 4
+    kwargs = C.model_kwargs(cfg, 4)
+    assert kwargs["rates"] == [1, 3] and "hidden" not in kwargs  # None options are left out
+
+
+def test_unknown_override_lists_close_matches():
+    with pytest.raises(ConfigError) as info:
+        C.load_config("demo", ["train.itres=5"])
+    message = str(info.value)
+    assert "train.itres" in message and "train.iters" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="did you mean train.iters"):
+        C.load_config("demo", ["iters=5"])  # the right key in the wrong place
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer'"):
+        C.load_config("demo", ["optimizer.lr=0.1"])
+
+
+def test_unknown_key_in_a_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  arch: pdn\n  backbnoe: tiny\n")
+    with pytest.raises(ConfigError) as info:
+        C.load_config(path)
+    assert "model.backbnoe" in str(info.value) and "model.backbone" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_types_and_values_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="train.iters"):
+        C.load_config("demo", ["train.iters=many"])
+    with pytest.raises(ConfigError, match="train.iters"):
+        C.load_config("demo", ["train.iters=0"])
+    with pytest.raises(ConfigError, match="eval.mode"):
+        C.load_config("demo", ["eval.mode=sliding"])
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        C.load_config("demo", ["train.iters"])
+    with pytest.raises(ConfigError, match="must be a section"):
+        C.load_config("demo", ["train=5"])
+    with pytest.raises(ConfigError, match="config file not found; did you mean demo"):
+        C.load_config("dmeo")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        C.load_config(broken)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = C.load_config("nuclei", ["train.iters=11"])
+    path = C.save_config(cfg, tmp_path / "config.yaml")
+    assert C.to_plain(C.load_config(path)) == C.to_plain(cfg)
+    assert C.to_plain(C.from_plain(C.to_plain(cfg))) == C.to_plain(cfg)

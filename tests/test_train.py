@@ -1,0 +1,184 @@
+"""``pdn train`` end to end on tiny settings: run directory, refusals, NaN handling, signals,
+data order. (Kill-and-resume and DDP run in subprocesses: tests/test_train_processes.py.)"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from pdn.cli.main import main
+from pdn.engine import checkpoint as ck
+from pdn.engine import seeding
+from pdn.engine import trainer as trainer_module
+
+# A few seconds on 2 CPU cores: 64 px context scenes, 2 images per step.
+TINY = [
+    "data.options={size: 64, num_samples: 8}",
+    "data.crop_size=64",
+    "data.num_workers=0",
+    "train.batch_size=2",
+    "train.iters=4",
+    "train.log_interval=1",
+    "model.channels=16",
+]
+
+
+def _train(
+    tmp_path, *extra: str, config: str | None = None, resume: bool = False, out: str = "run"
+):
+    args = ["train", *([config] if config else []), *TINY, *extra, "--out", str(tmp_path / out)]
+    return main(args + (["--resume"] if resume else []))
+
+
+def test_short_train_writes_the_run_directory(tmp_path, capsys):
+    assert _train(tmp_path, "train.eval_interval=2", "train.checkpoint_interval=2") == 0
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "last.pt",
+        "best.pt",
+        "log.jsonl",
+        "metrics.json",
+    }
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["format"] == ck.FORMAT and last["iteration"] == 4
+    assert last["classes"][0] == "background" and len(last["palette"]) == 5
+    assert last["config"]["train"]["iters"] == 4
+    assert {"optimizer", "scheduler", "scaler", "rng"} <= set(last)
+    best = ck.load_checkpoint(run / "best.pt")
+    assert "optimizer" not in best and best["metrics"]["mIoU"] is not None
+
+    model = ck.model_from_checkpoint(last)
+    assert model(torch.rand(1, 3, 40, 56)).shape == (1, 5, 40, 56)
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["iteration"] == 4
+    for key in ("aAcc", "mAcc", "mIoU", "fwIoU"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert set(metrics["per_class"]) == set(last["classes"])
+
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train_iters = [r["iter"] for r in records if r["kind"] == "train"]
+    assert train_iters == [1, 2, 3, 4]
+    assert [r["iter"] for r in records if r["kind"] == "val"] == [2, 4]
+    assert all(math.isfinite(r["loss"]) and r["lr"] >= 0 for r in records if r["kind"] == "train")
+    # poly decay: the head runs at 10x the backbone's rate
+    assert records[0]["lr_head"] == pytest.approx(10 * records[0]["lr"])
+
+    saved = (run / "config.yaml").read_text()
+    assert "iters: 4" in saved and "crop_size: 64" in saved
+    assert "mIoU" in capsys.readouterr().out  # the final table
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    capsys.readouterr()
+    assert _train(tmp_path) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_model(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    capsys.readouterr()
+    assert _train(tmp_path, "model.arch=fcn", config="demo", resume=True) == 2
+    err = capsys.readouterr().err
+    assert "arch 'pdn', the config asks for 'fcn'" in err and err.count("\n") == 1
+    # nuclei has 2 classes, the run was made for the context benchmark's 5
+    assert _train(tmp_path, "data.options={}", config="nuclei", resume=True) == 2
+    assert "class count 5, the config asks for 2" in capsys.readouterr().err
+
+
+def test_resume_of_a_finished_run_continues_with_more_iterations(tmp_path):
+    assert _train(tmp_path, "data.val_split=null") == 0
+    assert _train(tmp_path, "data.val_split=null", "train.iters=6", resume=True) == 0
+    assert ck.load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 6
+
+
+def test_data_errors_are_one_line(tmp_path, capsys):
+    assert _train(tmp_path, "data.name=ade") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pdn train: error: unknown dataset 'ade'") and err.count("\n") == 1
+    assert (
+        _train(tmp_path, "data.name=ade20k", f"data.root={tmp_path / 'missing'}", "data.options={}")
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("pdn train: error:") and "missing" in err and err.count("\n") == 1
+
+
+def _inject(monkeypatch, at_call: int, action):
+    """Wrap the training loss so that ``action(result)`` replaces it on call number ``at_call``."""
+    original = trainer_module.training_loss
+    calls = {"n": 0}
+
+    def patched(*args, **kwargs):
+        calls["n"] += 1
+        result = original(*args, **kwargs)
+        return action(result) if calls["n"] == at_call else result
+
+    monkeypatch.setattr(trainer_module, "training_loss", patched)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """A non-finite loss is injected at iteration 3 (test-only monkeypatch of the loss)."""
+    _inject(monkeypatch, 3, lambda r: (r[0] * float("nan"), r[1], r[2]))
+    assert _train(tmp_path, "train.checkpoint_interval=2", "data.val_split=null") == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress lines
+    assert line.startswith("pdn train: error: loss is nan at iteration 3;")
+    assert line.endswith("last.pt (iteration 2)")
+    last = ck.load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+
+
+def test_exploding_weights_are_never_saved(tmp_path, capsys):
+    """With lr = 1e30 the weights overflow; whatever stops the run, no checkpoint holds NaN/inf."""
+    code = _train(tmp_path, "train.lr=1e30", "train.checkpoint_interval=1", "data.val_split=null")
+    assert code == 2
+    err = capsys.readouterr().err.lower()
+    assert "nan" in err or "inf" in err
+    last = tmp_path / "run" / "last.pt"
+    if last.exists():
+        state = ck.load_checkpoint(last)["model"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, monkeypatch, capsys):
+    """SIGTERM arrives during iteration 2: the step finishes, last.pt is saved, exit code 143."""
+
+    def send(result):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    _inject(monkeypatch, 2, send)
+    assert _train(tmp_path, "data.val_split=null") == 143
+    assert "stopped by SIGTERM at iteration 2" in capsys.readouterr().err
+    assert ck.load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_batches_depend_only_on_iteration_and_shard_by_rank():
+    one = seeding.IterationBatches(10, 4, seed=3, start=0, stop=7)
+    ranks = [
+        seeding.IterationBatches(10, 2, seed=3, start=0, stop=7, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
+    resumed = seeding.IterationBatches(10, 4, seed=3, start=5, stop=7)
+    full = list(one)
+    assert list(resumed) == full[5:]
+    for t, batch in enumerate(full):
+        assert sorted(ranks[0].batch(t) + ranks[1].batch(t)) == sorted(batch)
+    # every epoch is a permutation: 10 samples, 4 per step -> epoch 0 is the first 10 positions
+    stream = [pair for batch in full for pair in batch]
+    assert sorted(i for e, i in stream[:10]) == list(range(10)) and {e for e, _ in stream[:10]} == {
+        0
+    }
+    g1, g2 = seeding.sample_generator(3, 1, 4), seeding.sample_generator(3, 1, 4)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
