@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .data import build_dataset, list_datasets  # noqa: E402
 from .engine.segmenter import Segmenter  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PdnError  # noqa: E402
 from .models import DiffusionLayer, DiffusionStack, build_backbone, build_model  # noqa: E402
@@ -16,5 +17,7 @@ __all__ = [
     "DiffusionStack",
     "__version__",
     "build_backbone",
+    "build_dataset",
     "build_model",
+    "list_datasets",
 ]

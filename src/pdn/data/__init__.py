@@ -1,0 +1,25 @@
+"""Data: dataset readers for the field's layouts, joint transforms, and two embedded datasets.
+
+``build_dataset(name, root=..., split=..., transforms=...)`` gives a dataset whose ``ds[i]`` is
+``(image uint8 (3, H, W), mask int64 (H, W))`` in train ids (255 = ignore) before transforms.
+Names: ``ade20k``, ``voc``, ``pascal_context59``, ``cityscapes``, ``folder``, ``nuclei`` (a real
+microscopy image shipped with pdn) and ``context`` (the generated long-range-context benchmark).
+"""
+
+from . import datasets  # noqa: F401  (registers the builders)
+from .base import FileSegmentationDataset, SegmentationDataset
+from .io import IGNORE_INDEX, LabelMap, read_image, read_label_array
+from .registry import build_dataset, dataset_options, list_datasets, register_dataset
+
+__all__ = [
+    "IGNORE_INDEX",
+    "FileSegmentationDataset",
+    "LabelMap",
+    "SegmentationDataset",
+    "build_dataset",
+    "dataset_options",
+    "list_datasets",
+    "read_image",
+    "read_label_array",
+    "register_dataset",
+]
