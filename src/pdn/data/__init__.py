@@ -6,10 +6,11 @@ Names: ``ade20k``, ``voc``, ``pascal_context59``, ``cityscapes``, ``folder``, ``
 microscopy image shipped with pdn) and ``context`` (the generated long-range-context benchmark).
 """
 
-from . import datasets  # noqa: F401  (registers the builders)
+from . import datasets, transforms  # noqa: F401  (registers the builders)
 from .base import FileSegmentationDataset, SegmentationDataset
 from .io import IGNORE_INDEX, LabelMap, read_image, read_label_array
 from .registry import build_dataset, dataset_options, list_datasets, register_dataset
+from .transforms import eval_transforms, train_transforms
 
 __all__ = [
     "IGNORE_INDEX",
@@ -18,8 +19,10 @@ __all__ = [
     "SegmentationDataset",
     "build_dataset",
     "dataset_options",
+    "eval_transforms",
     "list_datasets",
     "read_image",
     "read_label_array",
     "register_dataset",
+    "train_transforms",
 ]
