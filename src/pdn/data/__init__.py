@@ -6,14 +6,17 @@ Names: ``ade20k``, ``voc``, ``pascal_context59``, ``cityscapes``, ``folder``, ``
 microscopy image shipped with pdn) and ``context`` (the generated long-range-context benchmark).
 """
 
-from . import datasets, transforms  # noqa: F401  (registers the builders)
+from . import context, datasets, transforms  # noqa: F401  (registers the builders)
 from .base import FileSegmentationDataset, SegmentationDataset
+from .context import CONTEXT_LOCAL_MIOU_CEILING, ContextDataset, local_miou_ceiling
 from .io import IGNORE_INDEX, LabelMap, read_image, read_label_array
 from .registry import build_dataset, dataset_options, list_datasets, register_dataset
 from .transforms import eval_transforms, train_transforms
 
 __all__ = [
+    "CONTEXT_LOCAL_MIOU_CEILING",
     "IGNORE_INDEX",
+    "ContextDataset",
     "FileSegmentationDataset",
     "LabelMap",
     "SegmentationDataset",
@@ -21,6 +24,7 @@ __all__ = [
     "dataset_options",
     "eval_transforms",
     "list_datasets",
+    "local_miou_ceiling",
     "read_image",
     "read_label_array",
     "register_dataset",
