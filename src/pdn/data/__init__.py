@@ -8,6 +8,7 @@ microscopy image shipped with pdn) and ``context`` (the generated long-range-con
 
 from . import context, datasets, transforms  # noqa: F401  (registers the builders)
 from .base import FileSegmentationDataset, SegmentationDataset
+from .check import DatasetReport, check_dataset
 from .context import CONTEXT_LOCAL_MIOU_CEILING, ContextDataset, local_miou_ceiling
 from .io import IGNORE_INDEX, LabelMap, read_image, read_label_array
 from .registry import build_dataset, dataset_options, list_datasets, register_dataset
@@ -17,10 +18,12 @@ __all__ = [
     "CONTEXT_LOCAL_MIOU_CEILING",
     "IGNORE_INDEX",
     "ContextDataset",
+    "DatasetReport",
     "FileSegmentationDataset",
     "LabelMap",
     "SegmentationDataset",
     "build_dataset",
+    "check_dataset",
     "dataset_options",
     "eval_transforms",
     "list_datasets",

@@ -1,0 +1,93 @@
+"""Scan a whole dataset: sample count, classes present, image sizes, and every bad file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError
+from .base import SegmentationDataset
+
+
+@dataclass
+class DatasetReport:
+    """What :func:`check_dataset` found. ``class_pixels[k]`` counts train id ``k``'s pixels."""
+
+    classes: tuple[str, ...]
+    num_samples: int
+    class_pixels: np.ndarray
+    ignore_pixels: int = 0
+    heights: tuple[int, int] | None = None
+    widths: tuple[int, int] | None = None
+    bad: list[str] = field(default_factory=list)
+
+    @property
+    def good(self) -> int:
+        return self.num_samples - len(self.bad)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def lines(self) -> list[str]:
+        """The report as text lines (what ``pdn data check`` prints)."""
+        lines = [f"samples: {self.num_samples} ({self.good} good, {len(self.bad)} bad)"]
+        if self.heights is not None and self.widths is not None:
+            lines.append(
+                f"image sizes: height {self.heights[0]}..{self.heights[1]}, width {self.widths[0]}..{self.widths[1]}"
+            )
+        total = int(self.class_pixels.sum()) + self.ignore_pixels
+        present = np.flatnonzero(self.class_pixels)
+        lines.append(
+            f"classes present: {len(present)} of {len(self.classes)} (share of all mask pixels)"
+        )
+        width = max((len(self.classes[k]) for k in present), default=0)
+        for k in present:
+            lines.append(
+                f"  {k:>3} {self.classes[k]:<{width}} {100 * self.class_pixels[k] / total:8.3f} %"
+            )
+        if total:
+            lines.append(f"  255 {'(ignore)':<{width}} {100 * self.ignore_pixels / total:8.3f} %")
+        if self.bad:
+            lines.append(f"bad files: {len(self.bad)}")
+            lines.extend(f"  {message}" for message in self.bad)
+        return lines
+
+
+def check_dataset(dataset: SegmentationDataset, *, progress: bool = False) -> DatasetReport:
+    """Read every sample of ``dataset`` (transforms not applied), continuing past bad files.
+
+    Each sample that raises a :class:`~pdn.errors.DataError` (missing or unreadable file, mask
+    size differing from its image's, labels that are not labels of the dataset) adds its one-line
+    message to ``report.bad``; the others add their pixels per class and their size.
+    """
+    num_classes = dataset.num_classes
+    counts = np.zeros(num_classes + 1, dtype=np.int64)
+    heights: list[int] = []
+    widths: list[int] = []
+    bad = []
+    for index in tqdm(
+        range(len(dataset)), desc="checking", unit="sample", disable=not progress, leave=False
+    ):
+        try:
+            image, mask = dataset.load(index)
+        except DataError as error:
+            bad.append(str(error))
+            continue
+        heights.append(int(image.shape[-2]))
+        widths.append(int(image.shape[-1]))
+        labels = mask.numpy().ravel()
+        counts += np.bincount(
+            np.where(labels == dataset.ignore_index, num_classes, labels), minlength=num_classes + 1
+        )
+    return DatasetReport(
+        classes=dataset.classes,
+        num_samples=len(dataset),
+        class_pixels=counts[:num_classes],
+        ignore_pixels=int(counts[num_classes]),
+        heights=(min(heights), max(heights)) if heights else None,
+        widths=(min(widths), max(widths)) if widths else None,
+        bad=bad,
+    )
