@@ -1,0 +1,114 @@
+"""``pdn predict``: label images with a trained checkpoint; write label maps, overlays and a legend."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+HELP = "label images or folders of images with a trained checkpoint"
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inference options shared by ``pdn eval`` and ``pdn predict`` (default: the run config)."""
+    group = parser.add_argument_group(
+        "inference (defaults: the eval section of the checkpoint's run config)"
+    )
+    group.add_argument(
+        "--mode",
+        choices=("whole", "slide"),
+        help="whole image in one pass, or a sliding window of --crop every --stride pixels",
+    )
+    group.add_argument(
+        "--crop", nargs=2, type=int, metavar=("H", "W"), help="sliding-window size in pixels"
+    )
+    group.add_argument(
+        "--stride",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="sliding-window step in pixels (default: two thirds of the crop)",
+    )
+    group.add_argument(
+        "--scales",
+        nargs="+",
+        type=float,
+        metavar="S",
+        help="resize factors for multi-scale inference, e.g. 0.75 1 1.25 (softmax averaged)",
+    )
+    group.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also predict the horizontally flipped image and average (--no-flip turns it off)",
+    )
+    group.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N (default: cuda when available, else cpu)",
+    )
+
+
+def inference_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The inference options given on the command line, as ``InferenceOptions`` field values."""
+    given = {
+        "mode": args.mode,
+        "crop_size": tuple(args.crop) if args.crop else None,
+        "stride": tuple(args.stride) if args.stride else None,
+        "scales": tuple(args.scales) if args.scales else None,
+        "flip": args.flip,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help=HELP,
+        description=HELP.capitalize()
+        + ". For each image NAME writes OUT/NAME.png (label map, palette PNG whose pixel values are "
+        "class indices, at the image's size) and OUT/NAME_overlay.png (image blended with the "
+        "class colours), plus one OUT/legend.png. Folders are searched recursively for "
+        ".jpg .jpeg .png .tif .tiff .bmp .webp files; their sub-folders are kept under OUT. "
+        "Unreadable inputs are reported one line each; the exit status is then 2.",
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="CKPT", help="checkpoint (.pt) from pdn train"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the output PNGs")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images of equal size per forward pass (default: 8 on a GPU, 1 on the CPU)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_inference_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.predict import predict_to_folder
+    from ..engine.segmenter import Segmenter
+
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device)
+    if args.batch_size is not None:
+        segmenter.batch_size = max(1, args.batch_size)
+    segmenter.options = segmenter.options.override(**inference_overrides(args))
+    report = predict_to_folder(segmenter, args.inputs, args.out, progress=not args.quiet)
+    for failure in report.failures:
+        print(f"pdn predict: error: {failure}", file=sys.stderr)
+    if report.written:
+        print(
+            f"pdn predict: labelled {len(report.written)} image(s) on {segmenter.device} "
+            f"({segmenter.options.describe()}); label maps and overlays in {args.out}, "
+            f"legend {report.legend}"
+        )
+    if report.failures:
+        print(
+            f"pdn predict: {len(report.failures)} input(s) could not be labelled", file=sys.stderr
+        )
+        return 2
+    return 0

@@ -1,0 +1,138 @@
+"""Pictures of predictions and scores, drawn with Pillow only: label maps, overlays, legends, and
+the confusion-matrix heat map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["colorize", "confusion_image", "legend_image", "overlay"]
+
+Palette = Sequence[Sequence[int]]
+
+
+def _flat_palette(palette: Palette) -> list[int]:
+    flat = [int(v) for colour in palette for v in colour][:768]
+    return flat + [0] * (768 - len(flat))
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+
+
+def colorize(labels: np.ndarray, palette: Palette) -> Image.Image:
+    """Label map ``(H, W)`` of indices ``< 256`` -> palette-mode (``P``) PIL image of the same size.
+
+    The pixel values are the class indices; ``palette[k]`` is the colour of class ``k``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError("a palette image holds labels 0..255 only")
+    height, width = labels.shape
+    image = Image.frombytes(
+        "P", (width, height), np.ascontiguousarray(labels, dtype=np.uint8).tobytes()
+    )
+    image.putpalette(_flat_palette(palette))
+    return image
+
+
+def overlay(
+    image: np.ndarray | Image.Image, labels: np.ndarray, palette: Palette, alpha: float = 0.5
+) -> Image.Image:
+    """The image ``(H, W, 3)`` uint8 blended with the class colours: ``(1-alpha)*image + alpha*colour``.
+
+    Returns an RGB PIL image ``(H, W)``.
+    """
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    colours = np.asarray(colorize(labels, palette).convert("RGB"))
+    if rgb.shape != colours.shape:
+        raise ValueError(f"image {rgb.shape} and labels {colours.shape[:2]} differ in size")
+    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours.astype(np.float32)
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+
+
+def legend_image(classes: Sequence[str], palette: Palette, *, font_size: int = 14) -> Image.Image:
+    """A white RGB image with one row per class: a colour swatch and the class index and name."""
+    font = _font(font_size)
+    row = font_size + 8
+    labels = [f"{index}  {name}" for index, name in enumerate(classes)]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max((probe.textlength(text, font=font) for text in labels), default=0)
+    width = int(12 + 2 * row + text_width + 12)
+    image = Image.new("RGB", (width, 12 + row * len(labels) + 6), "white")
+    draw = ImageDraw.Draw(image)
+    for index, (text, colour) in enumerate(zip(labels, palette, strict=True)):
+        top = 10 + index * row
+        draw.rectangle(
+            (12, top, 12 + 2 * row - 6, top + row - 5),
+            fill=tuple(int(c) for c in colour),
+            outline="black",
+        )
+        draw.text((12 + 2 * row, top + 2), text, fill="black", font=font)
+    return image
+
+
+def _heat(value: float) -> tuple[int, int, int]:
+    """White (0) to dark blue (1)."""
+    value = min(max(value, 0.0), 1.0)
+    return (
+        int(round(255 - value * (255 - 8))),
+        int(round(255 - value * (255 - 48))),
+        int(round(255 - value * (255 - 107))),
+    )
+
+
+def confusion_image(
+    confusion: np.ndarray, classes: Sequence[str], *, cell: int | None = None
+) -> Image.Image:
+    """Row-normalised confusion matrix ``(K, K)`` as an RGB heat map with class names.
+
+    Rows are ground truth, columns prediction; each cell's shade is the fraction of the row's
+    pixels (white 0, dark blue 1), written as a percentage when there is room. Rows without
+    ground-truth pixels stay grey. Columns are labelled with the class indices, which the row
+    labels also show.
+    """
+    matrix = np.asarray(confusion, dtype=np.float64)
+    k = matrix.shape[0]
+    totals = matrix.sum(axis=1, keepdims=True)
+    rates = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    cell = cell or max(6, min(40, 900 // max(k, 1)))
+    font = _font(max(8, min(14, cell // 3 + 2)))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    names = [f"{name}  {index}" for index, name in enumerate(classes)]
+    title = "ground truth (rows) vs prediction (columns), % of each row"
+    footer = "grey row: class absent from the ground truth"
+    left = int(max(measure(n, font=font) for n in names)) + 16
+    top = 48
+    text_width = int(max(measure(title, font=font), measure(footer, font=font)))
+    width = max(left + k * cell, text_width + 12) + 16
+    image = Image.new("RGB", (width, top + k * cell + 36), "white")
+    draw = ImageDraw.Draw(image)
+    text_left = min(left, width - 16 - text_width)
+    draw.text((text_left, 6), title, fill="black", font=font)
+    draw.text((text_left, top + k * cell + 10), footer, fill="black", font=font)
+    for j in range(k if cell >= 14 else 0):
+        x = left + j * cell + (cell - measure(str(j), font=font)) / 2
+        draw.text((x, top - 18), str(j), fill="black", font=font)
+    for i in range(k):
+        y = top + i * cell
+        label_x = left - 8 - measure(names[i], font=font)
+        draw.text((label_x, y + max(0, (cell - 14) // 2)), names[i], fill="black", font=font)
+        for j in range(k):
+            x = left + j * cell
+            fill = _heat(rates[i, j]) if totals[i, 0] > 0 else (200, 200, 200)
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=fill)
+            if cell >= 30 and totals[i, 0] > 0:
+                text = f"{100 * rates[i, j]:.0f}"
+                colour = "white" if rates[i, j] > 0.5 else "black"
+                tx = x + (cell - measure(text, font=font)) / 2
+                draw.text((tx, y + (cell - 12) / 2), text, fill=colour, font=font)
+    draw.rectangle((left - 1, top - 1, left + k * cell, top + k * cell), outline="black")
+    return image
