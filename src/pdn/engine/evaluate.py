@@ -1,0 +1,219 @@
+"""Evaluate a checkpoint on its validation set (``pdn eval``): one confusion matrix, the field's
+scores, and the report files.
+
+The validation set is rebuilt from the run config stored in the checkpoint (``data.name``,
+``data.root``, ``data.val_split``, ``data.options``), after dotted ``KEY=VALUE`` overrides such as
+``data.root=/datasets/ade``. Every image is labelled at its own size with the inference settings
+(whole / sliding window, scales, flip; see :mod:`pdn.engine.inference`) and compared with its
+untouched mask, so scores are those of the original resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..errors import CheckpointError, ConfigError
+from ..metrics import SegmentationMetric, SegmentationResult
+from ..models.backbones import Normalization
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .inference import InferenceOptions, infer
+from .segmenter import default_device
+from .visualize import confusion_image
+
+__all__ = [
+    "EvalOutcome",
+    "evaluate_checkpoint",
+    "evaluate_dataset",
+    "resolve_config",
+    "write_report",
+]
+
+
+def _first(batch: list[Any]) -> Any:
+    return batch[0]
+
+
+def evaluate_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    num_classes: int,
+    options: InferenceOptions | None = None,
+    normalization: Normalization | None = None,
+    class_names: Sequence[str] | None = None,
+    ignore_index: int = 255,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> SegmentationResult:
+    """Scores of ``model`` over ``dataset``, from one confusion matrix.
+
+    Args:
+        model: ``(B, 3, H, W) -> logits (B, K, H, W)``; put in eval mode on ``device``.
+        dataset: raw samples ``(uint8 (3, H, W), int64 (H, W))`` (no transforms).
+        num_classes: ``K``.
+        options: inference settings (default: whole image, one scale, no flip).
+        normalization: input normalisation (default ``model.normalization``).
+        class_names: names for the report (default ``"0" .. "K-1"``).
+        ignore_index: mask value left out of the scores.
+        device: ``None`` for CUDA when available, else the CPU.
+        num_workers: DataLoader worker processes reading the files.
+        progress: show a tqdm bar on stderr.
+    """
+    device = default_device(device)
+    model = model.to(device).eval()
+    options = options or InferenceOptions()
+    normalization = normalization or model.normalization  # type: ignore[assignment]
+    metric = SegmentationMetric(
+        num_classes, ignore_index=ignore_index, class_names=class_names, device=device
+    )
+    loader = DataLoader(
+        dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_first
+    )
+    for image, mask in tqdm(
+        loader, total=len(dataset), desc="eval", unit="img", file=sys.stderr, disable=not progress
+    ):
+        x = normalization(image.to(device).float() / 255.0)[None]
+        labels = infer(model, x, options).argmax(1)[0]
+        metric.update(labels, mask.to(device))
+    return metric.compute()
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_config(
+    stored: Mapping[str, Any] | None, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The checkpoint's run config with dotted ``KEY=VALUE`` overrides, checked against the schema.
+
+    Returns plain containers. Raises ConfigError for an unknown key (with close matches), a bad
+    value, or a checkpoint without a run config when no ``data.name`` override is given.
+    """
+    from .config import from_plain, parse_override, to_plain
+
+    if stored is None and not any(item.startswith("data.name=") for item in overrides):
+        raise ConfigError(
+            "the checkpoint holds no run config; say which data to use: data.name=... data.root=..."
+        )
+    merged = dict(stored or {})
+    for item in overrides:
+        merged = _deep_merge(merged, parse_override(item))
+    return to_plain(from_plain(merged))
+
+
+@dataclass
+class EvalOutcome:
+    """What :func:`evaluate_checkpoint` computed and wrote."""
+
+    result: SegmentationResult
+    files: dict[str, Path]
+    options: InferenceOptions
+    dataset: str  # e.g. "folder (split val, 12 images) at /data/person_part"
+
+
+def write_report(
+    result: SegmentationResult, out_dir: str | Path, extra: Mapping[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write ``metrics.json`` (scores as fractions in [0, 1], plus ``extra``), ``confusion.npy``
+    (int64 ``(K, K)``, rows ground truth) and ``confusion.png`` (row-normalised heat map)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "metrics": out_dir / "metrics.json",
+        "confusion": out_dir / "confusion.npy",
+        "confusion_png": out_dir / "confusion.png",
+    }
+    payload = {**result.to_dict(), **dict(extra or {})}
+    files["metrics"].write_text(json.dumps(payload, indent=2) + "\n")
+    np.save(files["confusion"], result.confusion.astype(np.int64))
+    confusion_image(result.confusion, result.class_names).save(files["confusion_png"])
+    return files
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    inference: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> EvalOutcome:
+    """Evaluate a checkpoint on the validation split of its run config and write the report.
+
+    Args:
+        checkpoint: the ``.pt`` file.
+        out_dir: report folder (default: ``eval/`` next to the checkpoint).
+        overrides: dotted ``KEY=VALUE`` config overrides (``data.root=...``, ``eval.mode=slide``).
+        inference: :class:`InferenceOptions` fields overriding the config (``mode``,
+            ``crop_size``, ``stride``, ``scales``, ``flip``).
+        device: ``None`` for CUDA when available, else the CPU.
+        progress: show a tqdm bar on stderr.
+    """
+    from ..data import build_dataset
+
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    config = resolve_config(ckpt.get("config"), overrides)
+    options = InferenceOptions.from_config(config).override(**dict(inference or {}))
+    data = config["data"]
+    dataset = build_dataset(
+        data["name"], root=data.get("root"), split=data["val_split"], **(data.get("options") or {})
+    )
+    classes = list(ckpt["classes"])
+    if len(dataset.classes) != len(classes):
+        raise CheckpointError(
+            f"the checkpoint predicts {len(classes)} classes, dataset {data['name']!r} has "
+            f"{len(dataset.classes)}"
+        )
+    model = model_from_checkpoint(ckpt)
+    result = evaluate_dataset(
+        model,
+        dataset,
+        num_classes=len(classes),
+        options=options,
+        normalization=Normalization.from_dict(ckpt["normalization"]),
+        class_names=classes,
+        ignore_index=getattr(dataset, "ignore_index", 255),
+        device=device,
+        num_workers=int(data.get("num_workers") or 0),
+        progress=progress,
+    )
+    where = f" at {data['root']}" if data.get("root") else ""
+    description = f"{data['name']} (split {data['val_split']}, {len(dataset)} images){where}"
+    extra = {
+        "checkpoint": str(checkpoint),
+        "iteration": ckpt.get("iteration"),
+        "dataset": {
+            "name": data["name"],
+            "root": data.get("root"),
+            "split": data["val_split"],
+            "images": len(dataset),
+        },
+        "inference": {key: _jsonable(value) for key, value in asdict(options).items()},
+    }
+    files = write_report(result, out_dir or checkpoint.parent / "eval", extra)
+    return EvalOutcome(result, files, options, description)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,206 @@
+"""``pdn eval``, ``pdn predict`` and ``pdn bench`` through the command line, on a tiny checkpoint and
+a tiny folder-layout dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import pdn
+from pdn.cli.main import main
+from pdn.engine import checkpoint as ck
+from pdn.engine.evaluate import resolve_config
+from pdn.engine.predict import collect_images
+from pdn.errors import ConfigError
+from pdn.metrics import SegmentationMetric
+
+CLASSES = ["background", "cell", "edge"]
+PALETTE = [(0, 0, 0), (220, 40, 40), (40, 220, 40)]
+SIZES = [(40, 56), (37, 45), (64, 33)]
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    model = pdn.build_model("pdn", len(CLASSES), backbone="tiny", channels=16)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory):
+    """``folder`` layout: images/val/*.png, masks/val/*.png (values 0..2 and 255), classes.txt."""
+    root = tmp_path_factory.mktemp("folder_data")
+    rng = np.random.default_rng(0)
+    for sub in ("images/val", "masks/val"):
+        (root / sub).mkdir(parents=True)
+    for index, (h, w) in enumerate(SIZES):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            root / "images" / "val" / f"s{index}.png"
+        )
+        mask = rng.integers(0, 3, (h, w), dtype=np.uint8)
+        mask[:3] = 255  # an ignored band
+        Image.fromarray(mask).save(root / "masks" / "val" / f"s{index}.png")
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, dataset_root):
+    config = {
+        "model": {"arch": "pdn", "backbone": "tiny", "channels": 16},
+        "data": {
+            "name": "folder",
+            "root": str(dataset_root),
+            "val_split": "val",
+            "crop_size": 32,
+            "num_workers": 0,
+        },
+    }
+    payload = ck.make_checkpoint(_model(), classes=CLASSES, palette=PALETTE, config=config)
+    return ck.save_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", payload)
+
+
+def _expected_confusion(checkpoint, dataset_root, **options) -> np.ndarray:
+    seg = pdn.Segmenter.from_checkpoint(checkpoint, device="cpu")
+    metric = SegmentationMetric(len(CLASSES))
+    for index in range(len(SIZES)):
+        labels = seg.predict(dataset_root / "images" / "val" / f"s{index}.png", **options)
+        mask = np.asarray(Image.open(dataset_root / "masks" / "val" / f"s{index}.png"))
+        metric.update(torch.from_numpy(labels), torch.from_numpy(mask.astype(np.int64)))
+    return metric.confusion.numpy()
+
+
+def test_eval_writes_metrics_and_confusion(checkpoint, dataset_root, capsys):
+    assert main(["eval", "--checkpoint", str(checkpoint), "--quiet"]) == 0
+    out_dir = checkpoint.parent / "eval"
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "cell" in printed and "metrics.json" in printed
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    for key in ("aAcc", "mAcc", "mIoU", "fwIoU"):
+        assert 0.0 <= metrics[key] <= 1.0
+    for name in CLASSES:
+        iou = metrics["per_class"][name]["IoU"]
+        assert iou is None or 0.0 <= iou <= 1.0
+    confusion = np.load(out_dir / "confusion.npy")
+    labelled = sum(
+        int((np.asarray(Image.open(p)) != 255).sum())
+        for p in sorted((dataset_root / "masks" / "val").iterdir())
+    )
+    assert confusion.shape == (3, 3) and confusion.dtype == np.int64
+    assert confusion.sum() == labelled == metrics["num_pixels"]
+    np.testing.assert_array_equal(confusion, _expected_confusion(checkpoint, dataset_root))
+    assert metrics["dataset"]["images"] == 3 and metrics["inference"]["mode"] == "whole"
+    with Image.open(out_dir / "confusion.png") as image:
+        assert image.mode == "RGB" and min(image.size) > 100
+
+
+def test_eval_sliding_window_flip_and_overrides(checkpoint, dataset_root, tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["eval", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]
+    argv += ["--mode", "slide", "--crop", "32", "32", "--stride", "20", "20", "--flip"]
+    argv += [f"data.root={dataset_root}", "data.num_workers=0"]
+    assert main(argv) == 0
+    assert "slide 32x32 stride 20x20, flip" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["inference"]["mode"] == "slide" and metrics["inference"]["flip"] is True
+    expected = _expected_confusion(
+        checkpoint, dataset_root, mode="slide", crop_size=32, stride=20, flip=True
+    )
+    np.testing.assert_array_equal(np.load(out / "confusion.npy"), expected)
+
+
+def test_eval_errors_are_one_line(checkpoint, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pdn eval: error:") and "not found" in err and "\n" not in err
+    assert main(["eval", "--checkpoint", str(checkpoint), "data.roots=/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data.roots" in err and "data.root" in err and "\n" not in err
+    missing = tmp_path / "nowhere"
+    argv = ["eval", "--checkpoint", str(checkpoint), f"data.root={missing}"]
+    assert main([*argv, "data.options.num_classes=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and "\n" not in err
+
+
+def test_resolve_config_needs_data_without_stored_config():
+    with pytest.raises(ConfigError, match="data.name"):
+        resolve_config(None)
+    config = resolve_config(None, ["data.name=folder", "data.root=/x"])
+    assert config["data"]["root"] == "/x" and config["eval"]["mode"] == "whole"
+
+
+def test_predict_writes_label_maps_overlays_and_legend(checkpoint, dataset_root, tmp_path, capsys):
+    inputs = tmp_path / "photos"
+    (inputs / "nested").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (41, 53, 3), dtype=np.uint8)).save(inputs / "a.jpg")
+    Image.fromarray(rng.integers(0, 256, (35, 47), dtype=np.uint8)).save(
+        inputs / "nested" / "b.png"
+    )
+    single = dataset_root / "images" / "val" / "s0.png"
+    out = tmp_path / "out"
+    argv = ["predict", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]
+    assert main([*argv, str(inputs), str(single)]) == 0
+    assert "labelled 3 image(s)" in capsys.readouterr().out
+    seg = pdn.Segmenter.from_checkpoint(checkpoint, device="cpu")
+    for name, source in [
+        ("a", inputs / "a.jpg"),
+        ("nested/b", inputs / "nested" / "b.png"),
+        ("s0", single),
+    ]:
+        with Image.open(source) as original, Image.open(out / f"{name}.png") as labels:
+            assert labels.mode == "P" and labels.size == original.size
+            palette = labels.getpalette()[: 3 * len(PALETTE)]
+            assert palette == [c for colour in PALETTE for c in colour]
+            np.testing.assert_array_equal(np.asarray(labels), seg.predict(source))
+        with Image.open(out / f"{name}_overlay.png") as blended:
+            assert blended.mode == "RGB" and blended.size == original.size
+    with Image.open(out / "legend.png") as legend:
+        assert legend.mode == "RGB"
+
+
+def test_predict_reports_each_bad_input_and_continues(checkpoint, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(good)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "out"
+    argv = ["predict", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]
+    assert main([*argv, str(corrupt), str(tmp_path / "missing.jpg"), str(good)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert any("corrupt.png" in line for line in err[:2])
+    assert any("missing.jpg" in line for line in err[:2]) and "2 input(s)" in err[2]
+    assert (out / "good.png").is_file() and (out / "legend.png").is_file()
+    assert not (out / "corrupt.png").exists()
+    assert (
+        main(["predict", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(out), str(good)]) == 2
+    )
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_collect_images_disambiguates_names(tmp_path):
+    for name in ("x.png", "x.jpg", "legend.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found, problems = collect_images([tmp_path, tmp_path / "gone"])
+    assert sorted(name for _, name in found) == ["legend_png", "x", "x_png"]
+    assert len(problems) == 1 and "gone" in problems[0]
+
+
+def test_bench_speed_prints_one_line(capsys):
+    argv = ["bench", "speed", "--arch", "fcn", "--backbone", "tiny", "--size", "32", "48"]
+    assert (
+        main([*argv, "--classes", "3", "--warmup", "1", "--repeats", "2", "--device", "cpu"]) == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "ms/batch" in lines[0] and "32x48 on cpu" in lines[0]
