@@ -12,7 +12,7 @@ from .. import __version__
 from ..errors import PdnError
 
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "train", "eval", "predict", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("data", "train", "eval", "predict", "export", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
