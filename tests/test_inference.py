@@ -220,15 +220,15 @@ def test_predict_batch_matches_predict_on_mixed_sizes(tmp_path):
 
 
 def test_inference_options_come_from_the_checkpoint_config(tmp_path):
-    config = {"data": {"crop_size": 32}, "eval": {"mode": "slide", "stride": 20, "flip": True}}
+    config = {"data": {"crop_size": 32}, "eval": {"mode": "slide", "stride": 24, "flip": True}}
     seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt", config), device="cpu")
     assert seg.options == InferenceOptions(
-        mode="slide", crop_size=(32, 32), stride=(20, 20), flip=True
+        mode="slide", crop_size=(32, 32), stride=(24, 24), flip=True
     )
-    image = _photo(50, 61)
+    image = _photo(41, 50)
     x = seg.prepare(image)[None]
     expected = predict_probabilities(
-        seg.model, x, mode="slide", crop_size=32, stride=20, flip=True
+        seg.model, x, mode="slide", crop_size=32, stride=24, flip=True
     ).argmax(1)[0]
     np.testing.assert_array_equal(seg.predict(image), expected.numpy())
     whole = predict_probabilities(seg.model, x).argmax(1)[0]
