@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="config overrides, e.g. data.root=/data/VOCdevkit data.val_split=val eval.flip=true",
+        help="config overrides, e.g. data.root=/data/VOCdevkit data.val_split=val eval.flip=true "
+        "(give them before --scales, which takes every number that follows)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(parser)
