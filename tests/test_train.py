@@ -36,7 +36,8 @@ def _train(
 
 
 def test_short_train_writes_the_run_directory(tmp_path, capsys):
-    assert _train(tmp_path, "train.eval_interval=2", "train.checkpoint_interval=2") == 0
+    recipe = ["train.optimizer=sgd", "train.lr=0.01", "train.head_lr_mult=10"]
+    assert _train(tmp_path, *recipe, "train.eval_interval=2", "train.checkpoint_interval=2") == 0
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {
         "config.yaml",
@@ -52,6 +53,7 @@ def test_short_train_writes_the_run_directory(tmp_path, capsys):
     assert last["classes"][0] == "background" and len(last["palette"]) == 5
     assert last["config"]["train"]["iters"] == 4
     assert {"optimizer", "scheduler", "scaler", "rng"} <= set(last)
+    assert "momentum_buffer" in last["optimizer"]["state"][0]  # SGD with momentum
     best = ck.load_checkpoint(run / "best.pt")
     assert "optimizer" not in best and best["metrics"]["mIoU"] is not None
 

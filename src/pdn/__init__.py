@@ -2,9 +2,11 @@
 
 __version__ = "0.1.0"
 
+from . import metrics  # noqa: E402
 from .data import build_dataset, list_datasets  # noqa: E402
 from .engine.segmenter import Segmenter  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PdnError  # noqa: E402
+from .metrics import SegmentationMetric  # noqa: E402
 from .models import DiffusionLayer, DiffusionStack, build_backbone, build_model  # noqa: E402
 
 __all__ = [
@@ -12,6 +14,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "PdnError",
+    "SegmentationMetric",
     "Segmenter",
     "DiffusionLayer",
     "DiffusionStack",
@@ -20,4 +23,5 @@ __all__ = [
     "build_dataset",
     "build_model",
     "list_datasets",
+    "metrics",
 ]

@@ -73,10 +73,11 @@ class TrainConfig:
 
     iters: int = 40000  # optimizer steps
     batch_size: int = 8  # images per process per step (global batch = batch_size * processes)
+    optimizer: str = "sgd"  # sgd (the recipe) | adamw (for networks trained from scratch)
     lr: float = 0.01  # backbone learning rate; new layers get lr * head_lr_mult
     head_lr_mult: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # sgd: L2 penalty; adamw: decoupled decay
     poly_power: float = 0.9  # lr = base * (1 - iter / iters) ** poly_power
     aux_weight: float = 0.4  # weight of the auxiliary head's loss
     eval_interval: int = 4000  # validate every N steps (0: only at the end)
@@ -283,6 +284,7 @@ def validate(cfg: DictConfig) -> None:
             "must be [low, high] with 0 < low <= high",
         ),
         ("eval.mode", cfg.eval.mode in ("whole", "slide"), "must be whole or slide"),
+        ("train.optimizer", cfg.train.optimizer in ("sgd", "adamw"), "must be sgd or adamw"),
         (
             "eval.scales",
             len(cfg.eval.scales) >= 1 and all(s > 0 for s in cfg.eval.scales),

@@ -3,7 +3,9 @@
 Recipe: SGD (momentum 0.9, weight decay 1e-4) over two parameter groups, the backbone at ``lr`` and
 every newly added layer at ``lr * head_lr_mult``; poly decay ``(1 - t / T) ** 0.9`` per iteration;
 cross-entropy with ignore index 255 on the main logits plus ``aux_weight`` (0.4) times the same
-loss on the auxiliary head's logits.
+loss on the auxiliary head's logits. ``train.optimizer=adamw`` swaps SGD for AdamW (same groups and
+schedule) for networks trained from scratch, such as the CPU demo, where SGD's recipe, made for
+ImageNet-pretrained backbones, learns far too slowly.
 
 The loss is normalised by the number of labelled pixels of the *global* batch (summed over ranks),
 so that DDP's gradient averaging gives exactly the gradient one process would compute on the whole
@@ -155,6 +157,16 @@ def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict[
         {"params": backbone, "lr": lr, "name": "backbone"},
         {"params": head, "lr": lr * head_lr_mult, "name": "head"},
     ]
+
+
+def build_optimizer(model: nn.Module, tcfg: DictConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the recipe) or AdamW, over :func:`param_groups`."""
+    groups = param_groups(model, tcfg.lr, tcfg.head_lr_mult)
+    if tcfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay
+    )
 
 
 def poly_schedule(total: int, power: float):
@@ -337,12 +349,7 @@ class _Run:
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward = distributed.prepare_model(_TrainForward(self.model), context)
-        self.optimizer = torch.optim.SGD(
-            param_groups(self.model, tcfg.lr, tcfg.head_lr_mult),
-            lr=tcfg.lr,
-            momentum=tcfg.momentum,
-            weight_decay=tcfg.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.model, tcfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, poly_schedule(tcfg.iters, tcfg.poly_power)
         )
@@ -501,36 +508,35 @@ class _Run:
                         logits, aux_logits, masks, tcfg.aux_weight
                     )
                     labelled = float((masks != IGNORE_INDEX).sum())
-                    # one collective per step: global labelled pixels, any rank non-finite, any signal
+                    # one collective per step: the global batch's labelled pixels and loss sums,
+                    # whether any rank's loss is non-finite, whether any rank got a signal
+                    sums = [
+                        float(t.detach()) if t is not None else 0.0
+                        for t in (total, main_loss, aux_loss)
+                    ]
                     shared = distributed.all_reduce_sum(
                         [
                             labelled,
-                            float(not torch.isfinite(total)),
+                            float(not math.isfinite(sums[0])),
                             float(stop.signal_name is not None),
+                            *sums,
                         ],
                         ctx,
                     )
+                    global_labelled = max(shared[0], 1.0)
                     if shared[1] > 0:
                         raise TrainingDiverged(
-                            f"loss is {float(total.detach())} at iteration {iteration + 1}; stopped without "
-                            f"updating the weights; {self._last_good()}"
+                            f"loss is {shared[3] / global_labelled} at iteration {iteration + 1}; stopped "
+                            f"without updating the weights; {self._last_good()}"
                         )
-                    scale = ctx.world_size / max(shared[0], 1.0)
                     self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(total * scale).backward()
+                    # DDP averages gradients over ranks: scale so the result is d(sum / global_labelled)
+                    self.scaler.scale(total * (ctx.world_size / global_labelled)).backward()
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                     self.scheduler.step()
                     iteration += 1
-
-                    per_pixel = 1.0 / max(labelled, 1.0)
-                    window.append(
-                        [
-                            float(total.detach()) * per_pixel,
-                            float(main_loss.detach()) * per_pixel,
-                            float(aux_loss.detach()) * per_pixel if aux_loss is not None else 0.0,
-                        ]
-                    )
+                    window.append([value / global_labelled for value in shared[3:]])
                     lrs = self.scheduler.get_last_lr()
                     progress.update(iteration, loss=window[-1][0], lr=lrs[0])
                     if log is not None and (
@@ -626,6 +632,7 @@ def prepare_run(
 __all__ = [
     "TrainResult",
     "TrainingDiverged",
+    "build_optimizer",
     "evaluate",
     "param_groups",
     "poly_schedule",
