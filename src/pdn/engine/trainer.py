@@ -26,7 +26,7 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +169,7 @@ def build_optimizer(model: nn.Module, tcfg: DictConfig) -> torch.optim.Optimizer
     )
 
 
-def poly_schedule(total: int, power: float):
+def poly_schedule(total: int, power: float) -> Callable[[int], float]:
     """``t -> (1 - t / total) ** power`` (the factor ``LambdaLR`` applies to each group's lr)."""
 
     def factor(step: int) -> float:
