@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
 Builder = TypeVar("Builder", bound=Callable)
+
+
+def close_matches_hint(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean a, b?"`` for the choices close to ``word``, or ``""`` when none is."""
+    close = difflib.get_close_matches(str(word), list(choices), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 class Registry(Generic[Builder]):
@@ -34,8 +40,7 @@ class Registry(Generic[Builder]):
 
     def get(self, name: str) -> Builder:
         if name not in self._builders:
-            close = difflib.get_close_matches(str(name), list(self._builders), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = close_matches_hint(name, self._builders)
             known = ", ".join(self.names())
             raise ConfigError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
         return self._builders[name]

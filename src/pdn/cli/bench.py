@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any
 
 HELP = "benchmarks: 'speed' times model(x) for an architecture, backbone and input size"
@@ -44,6 +42,65 @@ def register(subparsers: Any) -> None:
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
     speed.set_defaults(func=run_speed)
+    _register_ablation(actions)
+
+
+def _register_ablation(actions: Any) -> None:
+    from ..bench.ablation import BACKBONE_OVERRIDES, TASKS, VARIANTS
+
+    variants = "; ".join(f"{v.key}: {v.name}" for v in VARIANTS)
+    ablation = actions.add_parser(
+        "ablation",
+        help="train baseline heads and PDN variants with the same budget and seeds, table mIoU",
+        description="Train every variant on TASK with the same backbone, data, optimizer, "
+        "iterations and seeds (each run is 'pdn train' in a subprocess, into OUT/TASK-BACKBONE/"
+        "VARIANT/seedN), score the final weights on held-out data, time the deployed model on one "
+        "held-out image on the CPU, and print a Markdown table (also written to OUT/TASK-BACKBONE/"
+        "results.json and table.md). Finished runs are reused and interrupted ones resumed, so "
+        f"running the command again continues an interrupted ablation. Variants: {variants}.",
+    )
+    ablation.add_argument(
+        "task", choices=sorted(TASKS), help="context (the generated benchmark) or nuclei"
+    )
+    ablation.add_argument(
+        "--backbone",
+        default="tiny",
+        choices=sorted(BACKBONE_OVERRIDES),
+        help="tiny (from scratch) or efficientnet_lite0 (packaged ImageNet weights); default tiny",
+    )
+    ablation.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (default: 0 1 2)"
+    )
+    ablation.add_argument(
+        "--variants", nargs="+", default=None, metavar="KEY", help="a subset of the variants"
+    )
+    ablation.add_argument(
+        "--iters", type=int, default=None, help="training iterations (default: the config's)"
+    )
+    ablation.add_argument(
+        "--out", default="runs/ablation", metavar="DIR", help="default: runs/ablation"
+    )
+    ablation.set_defaults(func=run_ablation)
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..bench.ablation import TASKS, markdown_table
+    from ..bench.ablation import run_ablation as ablate
+
+    rows = ablate(
+        args.task,
+        backbone=args.backbone,
+        seeds=args.seeds,
+        variants=args.variants,
+        iters=args.iters,
+        out=args.out,
+    )
+    table = markdown_table(rows)
+    (Path(args.out) / f"{args.task}-{args.backbone}" / "table.md").write_text(table + "\n")
+    print(f"\n{TASKS[args.task].description}; backbone {args.backbone}\n\n{table}")
+    return 0
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -51,26 +108,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def time_forward(model: Any, x: Any, *, warmup: int, repeats: int) -> list[float]:
-    """Seconds per ``model(x)`` call for ``repeats`` calls after ``warmup`` untimed ones."""
-    import torch
-
-    synchronize = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    times = []
-    with torch.inference_mode():
-        for index in range(warmup + repeats):
-            synchronize()
-            start = time.perf_counter()
-            model(x)
-            synchronize()
-            if index >= warmup:
-                times.append(time.perf_counter() - start)
-    return times
-
-
 def run_speed(args: argparse.Namespace) -> int:
     import torch
 
+    from ..bench.timing import time_forward
     from ..engine.segmenter import default_device
     from ..errors import ConfigError
     from ..models import build_model
@@ -89,15 +130,14 @@ def run_speed(args: argparse.Namespace) -> int:
     )
     model = model.to(device).eval()
     x = torch.randn(args.batch, 3, *args.size, device=device)
-    times = time_forward(model, x, warmup=args.warmup, repeats=args.repeats)
-    median = statistics.median(times)
-    q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (median,) * 3
+    timing = time_forward(model, x, warmup=args.warmup, repeats=args.repeats)
+    median, (q1, q3) = timing.median, timing.quartiles
     where = f"{device}" + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
     mode = f" {args.mode}" if args.mode else ""
     print(
         f"speed: {args.arch}{mode}/{args.backbone} os{args.output_stride}, batch {args.batch} x "
         f"{args.size[0]}x{args.size[1]} on {where}: median {1000 * median:.1f} ms/batch "
-        f"(quartiles {1000 * q1:.1f}-{1000 * q3:.1f}, {len(times)} runs after {args.warmup} "
+        f"(quartiles {1000 * q1:.1f}-{1000 * q3:.1f}, {len(timing.seconds)} runs after {args.warmup} "
         f"warm-up), {args.batch / median:.1f} img/s"
     )
     return 0

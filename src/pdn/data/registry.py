@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..registry import Registry
+from ..registry import Registry, close_matches_hint
 from .base import JointTransform, SegmentationDataset
 
 # Builders (functions or classes) take keyword-only root, split, transforms and their own options.
@@ -29,16 +28,11 @@ def dataset_options(name: str) -> dict[str, Any]:
     return {key: p.default for key, p in parameters.items() if key not in _COMMON}
 
 
-def _close(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), choices, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
-
-
 def check_split(dataset: str, split: str, splits: tuple[str, ...]) -> str:
     """Refuse a split the dataset does not have (ConfigError with close matches)."""
     if split not in splits:
         raise ConfigError(
-            f"dataset {dataset!r} has no split {split!r}{_close(split, list(splits))} (splits: {', '.join(splits)})"
+            f"dataset {dataset!r} has no split {split!r}{close_matches_hint(split, list(splits))} (splits: {', '.join(splits)})"
         )
     return split
 
@@ -78,6 +72,6 @@ def build_dataset(
         if key not in known:
             listed = ", ".join(known) or "none"
             raise ConfigError(
-                f"dataset {name!r} has no option {key!r}{_close(key, list(known))} (options: {listed})"
+                f"dataset {name!r} has no option {key!r}{close_matches_hint(key, list(known))} (options: {listed})"
             )
     return builder(root=root, split=split, transforms=transforms, **options)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import Registry
+from ..registry import Registry, close_matches_hint
 from .backbones import build_backbone
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
 from .segmentor import SegmentationModel
@@ -98,8 +97,7 @@ def build_model(
     allowed = head_options(arch)
     for key in options:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = close_matches_hint(key, allowed)
             raise ConfigError(
                 f"unknown option {key!r} for arch {arch!r}{hint} (known: {', '.join(allowed)})"
             )

