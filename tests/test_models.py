@@ -90,6 +90,53 @@ def test_sweep_equals_torch_lstm() -> None:
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
+def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
+    """DESIGN 2.1 written out site by site: for each direction, slice by slice, each site's gates
+    are ``Wx X_s`` plus the recurrent filter's taps over the previous slice's hidden states."""
+    hidden, offsets = layer.hidden, layer.offsets
+    batch, _, height, width = x.shape
+    gates_in = layer.input_to_state(x).view(batch, len(layer.directions), 4 * hidden, height, width)
+    outputs = []
+    for k, direction in enumerate(layer.directions):
+        g = gates_in[:, k]
+        if direction in ("right", "left"):
+            g = g.transpose(2, 3)
+        if direction in ("up", "left"):
+            g = g.flip(2)
+        steps, length = g.shape[2], g.shape[3]
+        weight = layer.state_to_state[k].view(4 * hidden, hidden, len(offsets))
+        h = torch.zeros(batch, hidden, length)
+        c = torch.zeros(batch, hidden, length)
+        states = torch.zeros(batch, hidden, steps, length)
+        for s in range(steps):
+            gates = g[:, :, s].clone()
+            for site in range(length):
+                for t, offset in enumerate(offsets):
+                    if s > 0 and 0 <= site + offset < length:
+                        gates[:, :, site] += h[:, :, site + offset] @ weight[:, :, t].T
+            i, f, cand, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            states[:, :, s] = h
+        if direction in ("up", "left"):
+            states = states.flip(2)
+        if direction in ("right", "left"):
+            states = states.transpose(2, 3)
+        outputs.append(states)
+    return torch.cat(outputs, dim=1)
+
+
+@pytest.mark.parametrize("height,width", [(6, 6), (5, 9)])
+def test_sweep_matches_the_equations_site_by_site(height: int, width: int) -> None:
+    """Atrous taps (1, 2, 4), four directions, on a square map (all directions batched in one loop)
+    and a non-square one (one loop per axis)."""
+    torch.manual_seed(5)
+    layer = DiffusionLayer(8, hidden=3, rates=(1, 2, 4))
+    x = torch.randn(2, 8, height, width)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.hidden_states(x), _reference_sweep(layer, x))
+
+
 def test_reversed_directions_mirror_forward_ones() -> None:
     """'up' on a map equals 'down' on the flipped map, flipped back (same for left/right)."""
     torch.manual_seed(3)

@@ -98,8 +98,10 @@ class DiffusionLayer(nn.Module):
         mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
 
     A ``sweep`` layer runs ``H`` sequential steps for its vertical directions and ``W`` for its
-    horizontal ones; the two directions of an axis share the steps, batched together, and each step
-    works on a whole slice of the whole batch. In eval mode the output of a one-direction sweep at
+    horizontal ones; directions whose slices have the same shape share the steps, batched together
+    (the two of an axis always, all four on a square map, which then takes ``H`` steps in all),
+    and each step works on a whole slice of the whole batch: one grouped ``conv1d`` for the
+    recurrent filters of all its directions, then the gate arithmetic. In eval mode the output of a one-direction sweep at
     slice ``s`` depends on no input beyond ``s``.
     """
 
@@ -220,73 +222,73 @@ class DiffusionLayer(nn.Module):
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """The sweep's hidden states before fusion: ``(B, C, H, W) -> (B, D * hidden, H, W)``.
 
-        Channels are grouped by direction, in the order of ``directions``.
+        Channels are grouped by direction, in the order of ``directions``. Directions whose slices
+        have the same shape (all four on a square map) run batched in one loop over the slices.
         """
         batch, _, height, width = x.shape
         gates = self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
-        outputs: list[torch.Tensor] = []
+        if height == width:
+            groups = [self.vertical + self.horizontal]
+        else:
+            groups = [self.vertical, self.horizontal]
         by_stream: dict[int, torch.Tensor] = {}
-        if len(self.vertical) > 0:
-            states = self._sweep_axis(gates, self.vertical, vertical=True)
-            for k, stream in enumerate(self.vertical):
-                by_stream[stream] = states[k]
-        if len(self.horizontal) > 0:
-            states = self._sweep_axis(gates, self.horizontal, vertical=False)
-            for k, stream in enumerate(self.horizontal):
-                by_stream[stream] = states[k]
-        for stream in range(self.streams):
-            outputs.append(by_stream[stream])
-        return torch.cat(outputs, dim=1)
+        for streams in groups:
+            if len(streams) > 0:
+                for stream, state in zip(streams, self._sweep(gates, streams), strict=True):
+                    by_stream[stream] = state
+        return torch.cat([by_stream[stream] for stream in range(self.streams)], dim=1)
 
-    def _sweep_axis(self, gates: torch.Tensor, streams: list[int], vertical: bool) -> torch.Tensor:
-        """Sweep the given directions of one axis together.
+    def _recurrent_kernel(self, streams: list[int]) -> torch.Tensor:
+        """The summed atrous filters of ``streams`` as one grouped ``conv1d`` weight over the
+        contiguous taps ``-pad..pad``: ``(len(streams) * 4 * hidden, hidden, 2 * pad + 1)``."""
+        selected = torch.tensor(streams, device=self.state_to_state.device)
+        taps = len(self.offsets)
+        weight = self.state_to_state.index_select(0, selected)
+        weight = weight.view(len(streams) * 4 * self.hidden, self.hidden, taps)
+        positions = torch.tensor(self.offsets, device=weight.device) + self.pad
+        dense = weight.new_zeros(weight.shape[0], self.hidden, 2 * self.pad + 1)
+        return dense.index_copy(2, positions, weight)
+
+    def _sweep(self, gates: torch.Tensor, streams: list[int]) -> list[torch.Tensor]:
+        """Sweep the given directions together; their slices must have the same shape.
 
         ``gates``: ``(B, D, 4*hidden, H, W)`` input-to-state projections of all directions.
-        Returns ``(len(streams), B, hidden, H, W)``.
+        Returns one ``(B, hidden, H, W)`` hidden-state map per stream.
         """
-        per_stream: list[torch.Tensor] = []
+        oriented: list[torch.Tensor] = []
         for stream in streams:
-            g = gates[:, stream]
+            g = gates[:, stream]  # (B, 4h, H, W)
+            if stream in self.horizontal:
+                g = g.transpose(2, 3)  # slices are columns: (B, 4h, W, H)
             if self.reverse[stream]:
-                g = g.flip(2 if vertical else 3)
-            per_stream.append(g)
-        # (S, D_axis, B, 4*hidden, L): slices along the step axis S, sites along the slice L.
-        stacked = torch.stack(per_stream, 0)
-        steps = stacked.permute(3, 0, 1, 2, 4) if vertical else stacked.permute(4, 0, 1, 2, 3)
-        steps = steps.contiguous()
-        selected = torch.tensor(streams, device=steps.device)
-        weight = self.state_to_state.index_select(0, selected).unsqueeze(
-            1
-        )  # (D_axis, 1, 4h, h*taps)
-        length = steps.shape[-1]
-        pad = self.pad
-        # Where each (tap, site) pair reads in the zero-padded slice, tap-major: (taps * L,).
-        taps = torch.tensor(self.offsets, device=steps.device) + pad
-        index = (
-            taps.unsqueeze(1) + torch.arange(length, device=steps.device).unsqueeze(0)
-        ).reshape(-1)
-        hidden_size, num_taps = self.hidden, len(self.offsets)
-        h = torch.zeros_like(steps[0, :, :, : self.hidden])
+                g = g.flip(2)
+            oriented.append(g)
+        # (S, B, D_group * 4h, L): step s of every stream, sites along the slice L.
+        steps = torch.stack(oriented, 1).permute(3, 0, 1, 2, 4)
+        num_steps, batch, count, _, length = steps.shape
+        steps = steps.reshape(num_steps, batch, count * 4 * self.hidden, length)
+        kernel = self._recurrent_kernel(streams)
+        h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
         outputs: list[torch.Tensor] = []
-        for s in range(steps.shape[0]):
-            g = steps[s]
+        for s in range(num_steps):
+            g = steps[s].view(batch, count, 4 * self.hidden, length)
             if s > 0:
-                padded = F.pad(h, (pad, pad))
-                neighbours = padded.index_select(-1, index)  # (D_axis, B, hidden, taps * L)
-                neighbours = neighbours.view(h.shape[0], h.shape[1], hidden_size * num_taps, length)
-                g = g + torch.matmul(weight, neighbours)
-            h, cell = _lstm_update(g, cell, dim=2)
-            outputs.append(h)
-        states = torch.stack(outputs, 0)  # (S, D_axis, B, hidden, L)
-        states = states.permute(1, 2, 3, 0, 4) if vertical else states.permute(1, 2, 3, 4, 0)
+                recurrent = F.conv1d(h, kernel, padding=self.pad, groups=count)
+                g = g + recurrent.view(batch, count, 4 * self.hidden, length)
+            h4, cell = _lstm_update(g, cell, dim=2)  # (B, D_group, hidden, L)
+            h = h4.reshape(batch, count * self.hidden, length)
+            outputs.append(h4)
+        states = torch.stack(outputs, 3)  # (B, D_group, hidden, S, L)
         result: list[torch.Tensor] = []
         for k, stream in enumerate(streams):
-            state = states[k]
+            state = states[:, k]
             if self.reverse[stream]:
-                state = state.flip(2 if vertical else 3)
+                state = state.flip(2)
+            if stream in self.horizontal:
+                state = state.transpose(2, 3)
             result.append(state)
-        return torch.stack(result, 0)
+        return result
 
     def layerwise_states(self, x: torch.Tensor, state: State | None) -> State:
         """``layerwise`` update: ``(B, C, H, W)`` and the previous ``(h, c)`` -> this layer's ``(h, c)``.
