@@ -197,8 +197,8 @@ def test_collect_images_disambiguates_names(tmp_path):
     assert len(problems) == 1 and "gone" in problems[0]
 
 
-def test_bench_speed_prints_one_line(capsys):
-    argv = ["bench", "speed", "--arch", "fcn", "--backbone", "tiny", "--size", "32", "48"]
+def test_bench_latency_prints_one_line(capsys):
+    argv = ["bench", "latency", "--arch", "fcn", "--backbone", "tiny", "--size", "32", "48"]
     assert (
         main([*argv, "--classes", "3", "--warmup", "1", "--repeats", "2", "--device", "cpu"]) == 0
     )

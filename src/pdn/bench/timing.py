@@ -74,7 +74,8 @@ def training_memory(model: nn.Module, x: torch.Tensor) -> int:
 
     On CUDA: the allocator's peak during the step, less what was allocated before it. On the CPU,
     where PyTorch keeps no such counter: the bytes of the distinct tensors autograd saves for the
-    backward pass (the activation memory that training holds at its peak), plus the output.
+    backward pass, weights, buffers and the input aside (the activation memory that training holds
+    at its peak), plus the output.
     """
     model.zero_grad(set_to_none=True)
     if x.device.type == "cuda":
@@ -86,7 +87,8 @@ def training_memory(model: nn.Module, x: torch.Tensor) -> int:
         peak = torch.cuda.max_memory_allocated(x.device) - before
         model.zero_grad(set_to_none=True)
         return peak
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    state = [*model.parameters(), *model.buffers()]
+    parameters = {t.untyped_storage().data_ptr() for t in state}
     storages: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -97,7 +99,8 @@ def training_memory(model: nn.Module, x: torch.Tensor) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = model(x)
-    saved = sum(storages.values()) + out.numel() * out.element_size()
+    storages[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
+    saved = sum(storages.values())
     out.float().sum().backward()
     model.zero_grad(set_to_none=True)
     return saved

@@ -1,23 +1,28 @@
-"""``pdn bench``: benchmarks. ``speed`` times the forward pass of a freshly built model."""
+"""``pdn bench``: ``speed`` (the diffusion stack against the other heads and the machine's limit),
+``ablation`` (the claim, on held-out data) and ``latency`` (one model's forward pass)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-HELP = "benchmarks: 'speed' times model(x) for an architecture, backbone and input size"
+HELP = "benchmarks: speed (stack vs heads vs the machine), ablation (the claim), latency (a model)"
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
         help=HELP,
-        description="Benchmarks of pdn models. Actions: speed (forward-pass latency).",
+        description="Benchmarks of pdn models. Actions: speed (the diffusion stack against the "
+        "ASPP and PPM heads and a dense convolution, PDN against ASPP end to end, latency against "
+        "input size), ablation (baseline heads and PDN variants trained with the same budget and "
+        "seeds), latency (one model's forward pass). Record results in BENCHMARKS.md with the "
+        "command and the machine.",
     )
     parser.set_defaults(func=lambda args: _usage(parser))
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     speed = actions.add_parser(
-        "speed",
+        "latency",
         help="time model(x): median latency over repeats, after warm-up",
         description="Build a model with random weights (eval mode, no auxiliary head) and time "
         "its forward pass on random normalised input of --batch x 3 x H x W: --warmup untimed "
@@ -41,8 +46,118 @@ def register(subparsers: Any) -> None:
     speed.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
-    speed.set_defaults(func=run_speed)
+    speed.set_defaults(func=run_latency)
+    _register_speed(actions)
     _register_ablation(actions)
+
+
+def _register_speed(actions: Any) -> None:
+    from ..bench.speed import SECTIONS
+
+    speed = actions.add_parser(
+        "speed",
+        help="the diffusion stack against ASPP/PPM and a dense conv; PDN vs ASPP; size scaling",
+        description="Measure in one process, with warm-up and medians: (heads) the 2-layer "
+        "diffusion stack and the PDN, ASPP and PPM heads on B x C x s x s feature maps, forward, "
+        "forward+backward and training memory (CUDA: the allocator's peak; CPU: the tensors "
+        "autograd saves); (efficiency) the stack's achieved GFLOP/s over a dense 3x3 conv's of "
+        "the same width; (e2e) PDN against ASPP end to end; (scaling) PDN's latency at several "
+        "input sizes and the fitted exponent of latency ~ pixels ** a. Prints Markdown tables.",
+    )
+    speed.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default: all"
+    )
+    speed.add_argument("--channels", type=int, default=512, help="feature width C (default: 512)")
+    speed.add_argument(
+        "--sizes", nargs="+", type=int, default=[32, 64, 128], help="heads: s (default: 32 64 128)"
+    )
+    speed.add_argument(
+        "--batches", nargs="+", type=int, default=[1, 8], help="heads, efficiency: B (default: 1 8)"
+    )
+    speed.add_argument(
+        "--efficiency-size", type=int, default=64, help="efficiency: s (default: 64)"
+    )
+    speed.add_argument(
+        "--backbone", default="resnet50", help="e2e and scaling backbone (default: resnet50)"
+    )
+    speed.add_argument("--e2e-size", type=int, default=512, help="e2e input side (default: 512)")
+    speed.add_argument(
+        "--scaling-sizes",
+        nargs="+",
+        type=int,
+        default=[256, 384, 512, 640, 768],
+        help="scaling input sides (default: 256 384 512 640 768)",
+    )
+    speed.add_argument(
+        "--budget",
+        type=float,
+        default=5.0,
+        help="seconds of timed runs per measurement, at least 3 runs (default: 5)",
+    )
+    speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
+    speed.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+    speed.set_defaults(func=run_speed)
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    import json
+    import platform
+
+    import torch
+
+    from ..bench import speed as bench
+    from ..engine.segmenter import default_device
+    from ..errors import ConfigError
+
+    sizes = [*args.sizes, *args.scaling_sizes, args.e2e_size, args.efficiency_size]
+    if min(sizes) < 1 or args.channels < 4 or min(args.batches) < 1 or args.budget <= 0:
+        raise ConfigError("sizes, batches and --budget must be positive and --channels >= 4")
+    device = default_device(args.device)
+    budget = bench.Budget(seconds=args.budget)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print(f"device: {device} ({where or platform.machine()}{threads}), torch {torch.__version__}")
+    results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
+    if "heads" in args.sections:
+        rows = bench.run_heads(
+            args.sizes,
+            args.batches,
+            channels=args.channels,
+            num_classes=150,
+            device=device,
+            budget=budget,
+            log=lambda line: print(line, flush=True),
+        )
+        results["heads"] = rows
+        print("\n" + bench.heads_table(rows) + "\n", flush=True)
+    if "efficiency" in args.sections:
+        rows = bench.run_efficiency(
+            args.efficiency_size,
+            args.batches,
+            channels=args.channels,
+            device=device,
+            budget=budget,
+        )
+        results["efficiency"] = rows
+        print(bench.efficiency_table(rows) + "\n", flush=True)
+    if "e2e" in args.sections:
+        rows = bench.run_end_to_end(
+            ("pdn", "aspp"), args.backbone, args.e2e_size, device=device, budget=budget
+        )
+        results["e2e"] = rows
+        print(bench.end_to_end_table(rows) + "\n", flush=True)
+    if "scaling" in args.sections:
+        result = bench.run_scaling(
+            "pdn", args.backbone, args.scaling_sizes, device=device, budget=budget
+        )
+        results["scaling"] = result
+        print(bench.scaling_table(result) + "\n", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
 
 
 def _register_ablation(actions: Any) -> None:
@@ -108,7 +223,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def run_speed(args: argparse.Namespace) -> int:
+def run_latency(args: argparse.Namespace) -> int:
     import torch
 
     from ..bench.timing import time_forward
@@ -135,7 +250,7 @@ def run_speed(args: argparse.Namespace) -> int:
     where = f"{device}" + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
     mode = f" {args.mode}" if args.mode else ""
     print(
-        f"speed: {args.arch}{mode}/{args.backbone} os{args.output_stride}, batch {args.batch} x "
+        f"latency: {args.arch}{mode}/{args.backbone} os{args.output_stride}, batch {args.batch} x "
         f"{args.size[0]}x{args.size[1]} on {where}: median {1000 * median:.1f} ms/batch "
         f"(quartiles {1000 * q1:.1f}-{1000 * q3:.1f}, {len(timing.seconds)} runs after {args.warmup} "
         f"warm-up), {args.batch / median:.1f} img/s"

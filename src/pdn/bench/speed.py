@@ -1,0 +1,285 @@
+"""``pdn bench speed``: how fast and how big PDN's diffusion stack is, against the heads it competes
+with and against the machine's practical limit. Four sections, each a Markdown table:
+
+- ``heads``: the diffusion stack (and the whole PDN head) against the ASPP and PPM heads on the same
+  ``(B, C, s, s)`` feature map: forward latency, forward+backward latency, training memory.
+- ``efficiency``: the stack's achieved GFLOP/s divided by that of a dense 3x3 convolution of the
+  same width, measured in the same run (what the machine does at its best on this layer width).
+- ``e2e``: PDN against ASPP end to end (backbone included) at one input size.
+- ``scaling``: PDN's end-to-end latency at several input sizes and the fitted exponent ``a`` of
+  ``latency ~ pixels ** a``.
+
+Latencies are medians after warm-up; the number of timed runs adapts to a time budget per
+measurement (at least ``min_repeats``). FLOPs count multiply and add as two; the stack's are its
+useful FLOPs (the zero taps between the atrous rates, which the grouped ``conv1d`` also multiplies,
+are not counted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import build_model
+from ..models.build import ARCHITECTURES
+from ..models.diffusion import DiffusionLayer, DiffusionStack
+from .timing import Timing, count_parameters, time_calls, training_memory
+
+SECTIONS = ("heads", "efficiency", "e2e", "scaling")
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to time: ``warmup`` untimed calls, then as many timed ones as fit in ``seconds``
+    (between ``min_repeats`` and ``max_repeats``)."""
+
+    seconds: float = 5.0
+    warmup: int = 2
+    min_repeats: int = 3
+    max_repeats: int = 20
+
+
+def measure(call: Callable[[], object], device: torch.device, budget: Budget) -> Timing:
+    """Median-ready timings of ``call()``; the first warm-up call sizes the number of repeats."""
+    first = time_calls(call, device, warmup=0, repeats=1).median
+    fits = int(budget.seconds / max(first, 1e-6))
+    repeats = max(budget.min_repeats, min(budget.max_repeats, fits))
+    return time_calls(call, device, warmup=max(0, budget.warmup - 1), repeats=repeats)
+
+
+def forward_call(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def call() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    return call
+
+
+def training_call(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def call() -> None:
+        module.zero_grad(set_to_none=True)
+        module(x).float().sum().backward()
+
+    return call
+
+
+def context_modules(channels: int, num_classes: int) -> dict[str, nn.Module]:
+    """The modules the ``heads`` section compares, each on a ``(B, channels, s, s)`` input."""
+    modules: dict[str, nn.Module] = {"diffusion stack (L=2)": DiffusionStack(channels, 2)}
+    for arch in ("pdn", "aspp", "ppm"):
+        builder = ARCHITECTURES.get(arch)
+        modules[f"{arch} head"] = builder(channels, num_classes, output_stride=8, channels=channels)
+    return modules
+
+
+def diffusion_flops(layer: DiffusionLayer, height: int, width: int) -> int:
+    """Useful FLOPs of one ``sweep`` layer on one ``(C, height, width)`` map (multiply-add = 2).
+
+    Input-to-state and fusion 1x1 convolutions over every site; the recurrent filters (their
+    ``len(offsets)`` taps) over every site but those of each direction's first slice.
+    """
+    sites = height * width
+    gates = 4 * layer.hidden
+    flops = 2 * layer.channels * layer.streams * gates * sites  # input to state
+    flops += 2 * layer.streams * layer.hidden * layer.channels * sites  # fusion
+    for direction in layer.directions:
+        first_slice = width if direction in ("down", "up") else height
+        flops += 2 * gates * layer.hidden * len(layer.offsets) * (sites - first_slice)
+    return flops
+
+
+def dense_conv_flops(channels: int, height: int, width: int) -> int:
+    """FLOPs of a 3x3 ``channels -> channels`` convolution on one ``(C, height, width)`` map."""
+    return 2 * 9 * channels * channels * height * width
+
+
+def _ms(timing: Timing) -> float:
+    return 1000 * timing.median
+
+
+def run_heads(
+    sizes: Sequence[int],
+    batches: Sequence[int],
+    *,
+    channels: int,
+    num_classes: int,
+    device: torch.device,
+    budget: Budget,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """One record per (module, size, batch): forward and training latency, training memory."""
+    rows = []
+    for size in sizes:
+        for batch in batches:
+            for name, module in context_modules(channels, num_classes).items():
+                module = module.to(device)
+                torch.manual_seed(0)
+                x = torch.randn(batch, channels, size, size, device=device)
+                forward = measure(forward_call(module.eval(), x), device, budget)
+                module.train()
+                train = measure(training_call(module, x), device, budget)
+                memory = training_memory(module, x)
+                rows.append(
+                    {
+                        "module": name,
+                        "size": size,
+                        "batch": batch,
+                        "channels": channels,
+                        "parameters": count_parameters(module),
+                        "forward_ms": _ms(forward),
+                        "train_ms": _ms(train),
+                        "memory_mib": memory / MIB,
+                    }
+                )
+                log(f"heads: {name} {batch}x{channels}x{size}x{size} done")
+    return rows
+
+
+def run_efficiency(
+    size: int,
+    batches: Sequence[int],
+    *,
+    channels: int,
+    device: torch.device,
+    budget: Budget,
+) -> list[dict[str, Any]]:
+    """Achieved GFLOP/s of the 2-layer stack and of a dense 3x3 conv, forward, same input."""
+    rows = []
+    stack = DiffusionStack(channels, 2).to(device).eval()
+    conv = nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
+    for batch in batches:
+        x = torch.randn(batch, channels, size, size, device=device)
+        stack_time = measure(forward_call(stack, x), device, budget).median
+        conv_time = measure(forward_call(conv, x), device, budget).median
+        stack_flops = batch * sum(diffusion_flops(layer, size, size) for layer in stack.layers)
+        conv_flops = batch * dense_conv_flops(channels, size, size)
+        stack_rate, conv_rate = stack_flops / stack_time / 1e9, conv_flops / conv_time / 1e9
+        rows.append(
+            {
+                "size": size,
+                "batch": batch,
+                "stack_gflop": stack_flops / 1e9,
+                "stack_ms": 1000 * stack_time,
+                "stack_gflops": stack_rate,
+                "conv_gflop": conv_flops / 1e9,
+                "conv_ms": 1000 * conv_time,
+                "conv_gflops": conv_rate,
+                "ratio": stack_rate / conv_rate,
+            }
+        )
+    return rows
+
+
+def _model(arch: str, backbone: str, device: torch.device) -> nn.Module:
+    return build_model(arch, 150, backbone=backbone, aux=False).to(device).eval()
+
+
+def run_end_to_end(
+    archs: Sequence[str], backbone: str, size: int, *, device: torch.device, budget: Budget
+) -> list[dict[str, Any]]:
+    """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²."""
+    rows = []
+    for arch in archs:
+        model = _model(arch, backbone, device)
+        x = torch.randn(1, 3, size, size, device=device)
+        timing = measure(forward_call(model, x), device, budget)
+        rows.append(
+            {
+                "model": f"{arch}-{backbone}",
+                "size": size,
+                "parameters": count_parameters(model),
+                "forward_ms": _ms(timing),
+            }
+        )
+    return rows
+
+
+def fit_exponent(pixels: Sequence[float], seconds: Sequence[float]) -> float:
+    """Least-squares slope of ``log(seconds)`` against ``log(pixels)``."""
+    xs = [math.log(p) for p in pixels]
+    ys = [math.log(s) for s in seconds]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    covariance = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    return covariance / sum((x - mean_x) ** 2 for x in xs)
+
+
+def run_scaling(
+    arch: str, backbone: str, sizes: Sequence[int], *, device: torch.device, budget: Budget
+) -> dict[str, Any]:
+    """Forward latency of ``arch``-``backbone`` at each ``size``² and the fitted exponent."""
+    model = _model(arch, backbone, device)
+    points = []
+    for size in sizes:
+        x = torch.randn(1, 3, size, size, device=device)
+        points.append(
+            {"size": size, "forward_ms": _ms(measure(forward_call(model, x), device, budget))}
+        )
+    exponent = fit_exponent([p["size"] ** 2 for p in points], [p["forward_ms"] for p in points])
+    return {"model": f"{arch}-{backbone}", "points": points, "exponent": exponent}
+
+
+def heads_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| module | feature map (B x C x s x s) | parameters | forward ms | forward+backward ms "
+        "| training memory MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['module']} | {row['batch']} x {row['channels']} x {row['size']} x "
+            f"{row['size']} | {row['parameters'] / 1e6:.2f} M | {row['forward_ms']:.1f} | "
+            f"{row['train_ms']:.1f} | {row['memory_mib']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def efficiency_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| feature map | stack GFLOP | stack ms | stack GFLOP/s | 3x3 conv GFLOP | conv ms | "
+        "conv GFLOP/s | stack / conv |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['batch']} x {row['size']} x {row['size']} | {row['stack_gflop']:.1f} | "
+            f"{row['stack_ms']:.1f} | {row['stack_gflops']:.1f} | {row['conv_gflop']:.1f} | "
+            f"{row['conv_ms']:.1f} | {row['conv_gflops']:.1f} | {100 * row['ratio']:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def end_to_end_table(rows: Sequence[dict[str, Any]]) -> str:
+    base = rows[-1]["forward_ms"]
+    lines = [
+        "| model | input | parameters | forward ms | relative to the last row |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | 1 x 3 x {row['size']} x {row['size']} | "
+            f"{row['parameters'] / 1e6:.1f} M | {row['forward_ms']:.0f} | "
+            f"{row['forward_ms'] / base:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def scaling_table(result: dict[str, Any]) -> str:
+    points = result["points"]
+    first = points[0]
+    lines = [
+        f"| {result['model']} input | pixels / first | forward ms | ms / first |",
+        "|---|---|---|---|",
+    ]
+    for point in points:
+        lines.append(
+            f"| {point['size']} x {point['size']} | {(point['size'] / first['size']) ** 2:.2f} | "
+            f"{point['forward_ms']:.0f} | {point['forward_ms'] / first['forward_ms']:.2f} |"
+        )
+    lines.append(f"\nfitted exponent: latency ~ pixels ** {result['exponent']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""``pdn bench``: the FLOP accounting, the exponent fit and the memory measure are exact on cases
+worked out by hand; the ablation and speed commands run end to end on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from pdn.bench.ablation import VARIANTS, markdown_table, select_variants
+from pdn.bench.speed import dense_conv_flops, diffusion_flops, fit_exponent
+from pdn.bench.timing import training_memory
+from pdn.cli.main import main
+from pdn.errors import ConfigError
+from pdn.models import DiffusionLayer
+
+
+def _counted_flops(module: nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("height,width", [(6, 6), (5, 7)])
+def test_diffusion_flops_match_the_executed_convolutions(height: int, width: int) -> None:
+    """With contiguous taps (rate 1) every multiplied tap is useful: PyTorch's own FLOP counter must
+    agree exactly. With rates (1, 2, 4) the grouped conv1d also multiplies the zero taps at +-3,
+    which the useful count leaves out: 7 of 9 taps."""
+    x = torch.randn(1, 16, height, width)
+    dense = DiffusionLayer(16, hidden=4, rates=(1,), kernel_size=3).eval()
+    assert diffusion_flops(dense, height, width) == _counted_flops(dense, x)
+    atrous = DiffusionLayer(16, hidden=4, rates=(1, 2, 4)).eval()
+    counted = _counted_flops(atrous, x)
+    useful = diffusion_flops(atrous, height, width)
+    one_tap = diffusion_flops(DiffusionLayer(16, hidden=4, kernel_size=1), height, width)
+    per_tap = (useful - one_tap) // 6  # 7 useful taps against 1
+    assert counted - useful == 2 * per_tap
+    conv = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+    assert dense_conv_flops(16, height, width) == _counted_flops(conv, x)
+
+
+def test_exponent_fit_recovers_a_power_law() -> None:
+    pixels = [1e4, 4e4, 9e4, 2.5e5]
+    assert fit_exponent(pixels, [3e-7 * p**1.25 for p in pixels]) == pytest.approx(1.25, abs=1e-9)
+
+
+def test_training_memory_counts_what_autograd_saves() -> None:
+    """Conv -> BatchNorm -> ReLU saves the conv output (for BatchNorm) and the ReLU output, plus
+    BatchNorm's two per-channel statistics; the input and the weights are not counted."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).train()
+    x = torch.randn(2, 3, 10, 12)
+    activation = 2 * 8 * 10 * 12 * 4
+    assert training_memory(model, x) == 2 * activation + 2 * 8 * 4
+
+
+def test_ablation_variants_cover_the_issue() -> None:
+    names = [variant.name for variant in VARIANTS]
+    assert names[:3] == ["fcn", "aspp", "ppm"]
+    assert {"pdn (sweep, L=1)", "pdn (sweep, L=2)", "pdn (sweep, L=3)"} <= set(names)
+    assert any("layerwise" in n for n in names) and any("rates=(1,)" in n for n in names)
+    assert any("2 directions" in n for n in names)
+    with pytest.raises(ConfigError, match="did you mean sweep2"):
+        select_variants(["swep2"])
+
+
+def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
+    """Two seeds of one variant on nuclei, a few iterations each: a table row with the mean and std
+    of the two runs' held-out mIoU; a second call reuses the finished runs instead of training."""
+    argv = ["bench", "ablation", "nuclei", "--variants", "fcn", "--seeds", "0", "1"]
+    argv += ["--iters", "3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    folder = tmp_path / "nuclei-tiny"
+    scores = [
+        json.loads((folder / "fcn" / f"seed{s}" / "metrics.json").read_text())["mIoU"]
+        for s in (0, 1)
+    ]
+    results = json.loads((folder / "results.json").read_text())
+    row = results["rows"][0]
+    assert row["name"] == "fcn" and row["mean"] == pytest.approx(sum(scores) / 2)
+    assert row["std"] == pytest.approx(abs(scores[0] - scores[1]) / math.sqrt(2))
+    table = capsys.readouterr().out
+    assert f"| fcn | {100 * row['mean']:.1f} ± {100 * row['std']:.1f} |" in table
+    log = (folder / "fcn" / "seed0" / "train.log").read_text()
+    assert main(argv) == 0
+    assert (folder / "fcn" / "seed0" / "train.log").read_text() == log
+    assert markdown_table([]) == ""
+
+
+def test_speed_command_prints_every_section(capsys) -> None:
+    argv = ["bench", "speed", "--channels", "16", "--sizes", "12", "--batches", "1"]
+    argv += ["--efficiency-size", "12", "--backbone", "tiny", "--e2e-size", "48"]
+    argv += ["--scaling-sizes", "48", "64", "--budget", "0.01", "--device", "cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for header in ("| diffusion stack (L=2) |", "| aspp head |", "| ppm head |", "stack / conv"):
+        assert header in out
+    assert "| pdn-tiny |" in out and "| aspp-tiny |" in out and "fitted exponent" in out
+
+
+def test_speed_command_refuses_bad_sizes(capsys) -> None:
+    assert main(["bench", "speed", "--sizes", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
