@@ -4,7 +4,8 @@ with and against the machine's practical limit. Four sections, each a Markdown t
 - ``heads``: the diffusion stack (and the whole PDN head) against the ASPP and PPM heads on the same
   ``(B, C, s, s)`` feature map: forward latency, forward+backward latency, training memory.
 - ``efficiency``: the stack's achieved GFLOP/s divided by that of a dense 3x3 convolution of the
-  same width, measured in the same run (what the machine does at its best on this layer width).
+  same width, measured in the same run (what the machine does at its best on this layer width),
+  and by that of the matrix product a ``C -> 4C`` 1x1 convolution does on the same map (GEMM).
 - ``e2e``: PDN against ASPP end to end (backbone included) at one input size.
 - ``scaling``: PDN's end-to-end latency at several input sizes and the fitted exponent ``a`` of
   ``latency ~ pixels ** a``.
@@ -17,6 +18,7 @@ are not counted).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,9 +159,15 @@ def run_efficiency(
         x = torch.randn(batch, channels, size, size, device=device)
         stack_time = measure(forward_call(stack, x), device, budget).median
         conv_time = measure(forward_call(conv, x), device, budget).median
+        # The matrix product a 1x1 conv (C -> 4C) does on this input: the GEMM reference.
+        weight = torch.randn(4 * channels, channels, device=device)
+        columns = torch.randn(channels, batch * size * size, device=device)
+        gemm_time = measure(functools.partial(torch.matmul, weight, columns), device, budget).median
         stack_flops = batch * sum(diffusion_flops(layer, size, size) for layer in stack.layers)
         conv_flops = batch * dense_conv_flops(channels, size, size)
+        gemm_flops = 2 * weight.shape[0] * columns.numel()
         stack_rate, conv_rate = stack_flops / stack_time / 1e9, conv_flops / conv_time / 1e9
+        gemm_rate = gemm_flops / gemm_time / 1e9
         rows.append(
             {
                 "size": size,
@@ -171,6 +179,8 @@ def run_efficiency(
                 "conv_ms": 1000 * conv_time,
                 "conv_gflops": conv_rate,
                 "ratio": stack_rate / conv_rate,
+                "gemm_gflops": gemm_rate,
+                "gemm_ratio": stack_rate / gemm_rate,
             }
         )
     return rows
@@ -242,14 +252,15 @@ def heads_table(rows: Sequence[dict[str, Any]]) -> str:
 def efficiency_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| feature map | stack GFLOP | stack ms | stack GFLOP/s | 3x3 conv GFLOP | conv ms | "
-        "conv GFLOP/s | stack / conv |",
-        "|---|---|---|---|---|---|---|---|",
+        "conv GFLOP/s | stack / conv | GEMM GFLOP/s | stack / GEMM |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['batch']} x {row['size']} x {row['size']} | {row['stack_gflop']:.1f} | "
             f"{row['stack_ms']:.1f} | {row['stack_gflops']:.1f} | {row['conv_gflop']:.1f} | "
-            f"{row['conv_ms']:.1f} | {row['conv_gflops']:.1f} | {100 * row['ratio']:.0f}% |"
+            f"{row['conv_ms']:.1f} | {row['conv_gflops']:.1f} | {100 * row['ratio']:.0f}% | "
+            f"{row['gemm_gflops']:.1f} | {100 * row['gemm_ratio']:.0f}% |"
         )
     return "\n".join(lines)
 

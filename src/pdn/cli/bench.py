@@ -175,7 +175,10 @@ def _register_ablation(actions: Any) -> None:
         f"running the command again continues an interrupted ablation. Variants: {variants}.",
     )
     ablation.add_argument(
-        "task", choices=sorted(TASKS), help="context (the generated benchmark) or nuclei"
+        "task",
+        choices=sorted(TASKS),
+        help="context (the generated benchmark, 64 px scenes as in make demo), context128 (128 px "
+        "scenes, 3000 iterations) or nuclei (the real image)",
     )
     ablation.add_argument(
         "--backbone",

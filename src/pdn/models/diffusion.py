@@ -241,10 +241,10 @@ class DiffusionLayer(nn.Module):
     def _recurrent_kernel(self, streams: list[int]) -> torch.Tensor:
         """The summed atrous filters of ``streams`` as one grouped ``conv1d`` weight over the
         contiguous taps ``-pad..pad``: ``(len(streams) * 4 * hidden, hidden, 2 * pad + 1)``."""
-        selected = torch.tensor(streams, device=self.state_to_state.device)
-        taps = len(self.offsets)
-        weight = self.state_to_state.index_select(0, selected)
-        weight = weight.view(len(streams) * 4 * self.hidden, self.hidden, taps)
+        weight = self.state_to_state
+        if len(streams) < self.streams:
+            weight = weight.index_select(0, torch.tensor(streams, device=weight.device))
+        weight = weight.reshape(len(streams) * 4 * self.hidden, self.hidden, len(self.offsets))
         positions = torch.tensor(self.offsets, device=weight.device) + self.pad
         dense = weight.new_zeros(weight.shape[0], self.hidden, 2 * self.pad + 1)
         return dense.index_copy(2, positions, weight)
