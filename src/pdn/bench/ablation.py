@@ -53,7 +53,7 @@ TASKS: dict[str, Task] = {
         (
             "data.options.size=128",
             "data.crop_size=128",
-            "train.iters=3000",
+            "train.iters=2000",
             "data.val_split=test",
             "train.eval_interval=0",
         ),

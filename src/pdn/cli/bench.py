@@ -178,7 +178,7 @@ def _register_ablation(actions: Any) -> None:
         "task",
         choices=sorted(TASKS),
         help="context (the generated benchmark, 64 px scenes as in make demo), context128 (128 px "
-        "scenes, 3000 iterations) or nuclei (the real image)",
+        "scenes, 2000 iterations) or nuclei (the real image)",
     )
     ablation.add_argument(
         "--backbone",
