@@ -42,7 +42,7 @@ class Budget:
     (between ``min_repeats`` and ``max_repeats``)."""
 
     seconds: float = 5.0
-    warmup: int = 2
+    warmup: int = 1
     min_repeats: int = 3
     max_repeats: int = 20
 

@@ -177,8 +177,9 @@ def _register_ablation(actions: Any) -> None:
     ablation.add_argument(
         "task",
         choices=sorted(TASKS),
-        help="context (the generated benchmark, 64 px scenes as in make demo), context128 (128 px "
-        "scenes, 2000 iterations) or nuclei (the real image)",
+        help="context (the generated benchmark, 64 px scenes as in make demo), context128, "
+        "context256 (larger scenes: at 256 px the tiny backbone's fcn cannot see the cue) or "
+        "nuclei (the real image)",
     )
     ablation.add_argument(
         "--backbone",

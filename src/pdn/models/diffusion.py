@@ -262,11 +262,11 @@ class DiffusionLayer(nn.Module):
                 g = g.transpose(2, 3)  # slices are columns: (B, 4h, W, H)
             if self.reverse[stream]:
                 g = g.flip(2)
-            oriented.append(g)
+            oriented.append(g.permute(2, 0, 1, 3))  # (S, B, 4h, L)
         # (S, B, D_group * 4h, L): step s of every stream, sites along the slice L.
-        steps = torch.stack(oriented, 1).permute(3, 0, 1, 2, 4)
+        steps = torch.stack(oriented, 2)
         num_steps, batch, count, _, length = steps.shape
-        steps = steps.reshape(num_steps, batch, count * 4 * self.hidden, length)
+        steps = steps.view(num_steps, batch, count * 4 * self.hidden, length)
         kernel = self._recurrent_kernel(streams)
         h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
