@@ -30,7 +30,14 @@ from torch import nn
 from ..models import build_model
 from ..models.build import ARCHITECTURES
 from ..models.diffusion import DiffusionLayer, DiffusionStack
-from .timing import Timing, count_parameters, time_calls, training_memory
+from .timing import (
+    Timing,
+    count_parameters,
+    forward_call,
+    time_calls,
+    training_call,
+    training_memory,
+)
 
 SECTIONS = ("heads", "efficiency", "e2e", "scaling")
 MIB = 2**20
@@ -53,22 +60,6 @@ def measure(call: Callable[[], object], device: torch.device, budget: Budget) ->
     fits = int(budget.seconds / max(first, 1e-6))
     repeats = max(budget.min_repeats, min(budget.max_repeats, fits))
     return time_calls(call, device, warmup=max(0, budget.warmup - 1), repeats=repeats)
-
-
-def forward_call(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def call() -> None:
-        with torch.inference_mode():
-            module(x)
-
-    return call
-
-
-def training_call(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def call() -> None:
-        module.zero_grad(set_to_none=True)
-        module(x).float().sum().backward()
-
-    return call
 
 
 def context_modules(channels: int, num_classes: int) -> dict[str, nn.Module]:

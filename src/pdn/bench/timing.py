@@ -49,24 +49,29 @@ def time_calls(
     return Timing(seconds)
 
 
-def time_forward(model: nn.Module, x: torch.Tensor, *, warmup: int, repeats: int) -> Timing:
-    """Time ``model(x)`` under ``torch.inference_mode``."""
+def forward_call(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A call of ``module(x)`` under ``torch.inference_mode``."""
 
     def call() -> None:
         with torch.inference_mode():
-            model(x)
+            module(x)
 
-    return time_calls(call, x.device, warmup=warmup, repeats=repeats)
+    return call
 
 
-def time_training_step(model: nn.Module, x: torch.Tensor, *, warmup: int, repeats: int) -> Timing:
-    """Time forward and backward of ``model(x).sum()`` (gradients zeroed between calls)."""
+def training_call(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A forward and backward of ``module(x).sum()``, gradients zeroed first."""
 
     def call() -> None:
-        model.zero_grad(set_to_none=True)
-        model(x).float().sum().backward()
+        module.zero_grad(set_to_none=True)
+        module(x).float().sum().backward()
 
-    return time_calls(call, x.device, warmup=warmup, repeats=repeats)
+    return call
+
+
+def time_forward(model: nn.Module, x: torch.Tensor, *, warmup: int, repeats: int) -> Timing:
+    """Time ``model(x)`` under ``torch.inference_mode``."""
+    return time_calls(forward_call(model, x), x.device, warmup=warmup, repeats=repeats)
 
 
 def training_memory(model: nn.Module, x: torch.Tensor) -> int:
