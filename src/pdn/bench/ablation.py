@@ -57,9 +57,9 @@ TASKS: dict[str, Task] = {
             "data.val_split=test",
             "train.eval_interval=0",
         ),
-        "context benchmark, 128x128 scenes (cues >= 64 px from every object, within the 199 px "
-        "receptive field of the tiny backbone), test split (200 scenes); a local model's ceiling "
-        "is mIoU 0.314",
+        "context benchmark, 128x128 scenes (cues >= 64 px from every object, within the 107 px "
+        "that an output pixel of fcn on the tiny backbone sees), test split (200 scenes); a local "
+        "model's ceiling is mIoU 0.314",
     ),
     "context256": Task(
         "demo",
@@ -72,8 +72,8 @@ TASKS: dict[str, Task] = {
             "train.eval_interval=0",
         ),
         "context benchmark, 256x256 scenes (cues >= 128 px from every object, beyond the "
-        "199 px receptive field of the tiny backbone's fcn, which is therefore local), test split "
-        "(200 scenes); a local model's ceiling is mIoU 0.314",
+        "107 px that an output pixel of fcn on the tiny backbone sees, so that baseline is "
+        "local), test split (200 scenes); a local model's ceiling is mIoU 0.314",
     ),
     "nuclei": Task(
         "nuclei",
