@@ -229,3 +229,17 @@ def test_model_config_rebuilds_the_same_architecture() -> None:
     again = pdn.build_model(**model.model_config)
     assert again.model_config == model.model_config
     again.load_state_dict(model.state_dict())
+
+
+def test_tiny_fcn_sees_at_most_107_pixels_away() -> None:
+    """The reach the ablation relies on: an output pixel of fcn on the tiny backbone depends on no
+    input pixel more than 107 px away, so in 256 px context scenes (cue >= 128 px from every object)
+    it is a local model, while in 64 px scenes it can see the whole image."""
+    model = pdn.build_model("fcn", 5, backbone="tiny", aux=False).eval()
+    x = torch.randn(1, 3, 320, 320, requires_grad=True)
+    model(x)[0, :, 160, 160].sum().backward()
+    seen = x.grad.abs().sum(dim=(0, 1)) > 0
+    rows = torch.nonzero(seen.any(dim=1)).flatten()
+    cols = torch.nonzero(seen.any(dim=0)).flatten()
+    reach = max(160 - int(rows.min()), int(rows.max()) - 160, 160 - int(cols.min()))
+    assert reach == 107
