@@ -98,7 +98,8 @@ def test_speed_command_prints_every_section(capsys) -> None:
     out = capsys.readouterr().out
     for header in ("| diffusion stack (L=2) |", "| aspp head |", "| ppm head |", "stack / conv"):
         assert header in out
-    assert "| pdn-tiny |" in out and "| aspp-tiny |" in out and "fitted exponent" in out
+    assert "| pdn-tiny |" in out and "| aspp-tiny |" in out
+    assert "pdn-tiny ms | fcn-tiny ms" in out and "fitted exponent" in out
 
 
 def test_speed_command_refuses_bad_sizes(capsys) -> None:

@@ -118,19 +118,18 @@ def run_heads(
                 module.train()
                 train = measure(training_call(module, x), device, budget)
                 memory = training_memory(module, x)
-                rows.append(
-                    {
-                        "module": name,
-                        "size": size,
-                        "batch": batch,
-                        "channels": channels,
-                        "parameters": count_parameters(module),
-                        "forward_ms": _ms(forward),
-                        "train_ms": _ms(train),
-                        "memory_mib": memory / MIB,
-                    }
-                )
-                log(f"heads: {name} {batch}x{channels}x{size}x{size} done")
+                row = {
+                    "module": name,
+                    "size": size,
+                    "batch": batch,
+                    "channels": channels,
+                    "parameters": count_parameters(module),
+                    "forward_ms": _ms(forward),
+                    "train_ms": _ms(train),
+                    "memory_mib": memory / MIB,
+                }
+                rows.append(row)
+                log(heads_table([row], header=False))
     return rows
 
 
@@ -225,12 +224,14 @@ def run_scaling(
     return {"model": f"{arch}-{backbone}", "points": points, "exponent": exponent}
 
 
-def heads_table(rows: Sequence[dict[str, Any]]) -> str:
+def heads_table(rows: Sequence[dict[str, Any]], *, header: bool = True) -> str:
     lines = [
         "| module | feature map (B x C x s x s) | parameters | forward ms | forward+backward ms "
         "| training memory MiB |",
         "|---|---|---|---|---|---|",
     ]
+    if not header:
+        lines.clear()
     for row in rows:
         lines.append(
             f"| {row['module']} | {row['batch']} x {row['channels']} x {row['size']} x "
@@ -271,17 +272,19 @@ def end_to_end_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def scaling_table(result: dict[str, Any]) -> str:
-    points = result["points"]
-    first = points[0]
+def scaling_table(results: Sequence[dict[str, Any]]) -> str:
+    """One row per input size, one latency column per model, then each model's fitted exponent."""
+    sizes = [point["size"] for point in results[0]["points"]]
+    names = [result["model"] for result in results]
     lines = [
-        f"| {result['model']} input | pixels / first | forward ms | ms / first |",
-        "|---|---|---|---|",
+        "| input | pixels / first | " + " | ".join(f"{n} ms" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
-    for point in points:
+    for index, size in enumerate(sizes):
+        cells = [f"{result['points'][index]['forward_ms']:.0f}" for result in results]
         lines.append(
-            f"| {point['size']} x {point['size']} | {(point['size'] / first['size']) ** 2:.2f} | "
-            f"{point['forward_ms']:.0f} | {point['forward_ms'] / first['forward_ms']:.2f} |"
+            f"| {size} x {size} | {(size / sizes[0]) ** 2:.2f} | " + " | ".join(cells) + " |"
         )
-    lines.append(f"\nfitted exponent: latency ~ pixels ** {result['exponent']:.3f}")
+    exponents = ", ".join(f"{r['model']} {r['exponent']:.3f}" for r in results)
+    lines.append(f"\nfitted exponent a of latency ~ pixels ** a: {exponents}")
     return "\n".join(lines)

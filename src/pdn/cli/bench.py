@@ -62,7 +62,8 @@ def _register_speed(actions: Any) -> None:
         "forward+backward and training memory (CUDA: the allocator's peak; CPU: the tensors "
         "autograd saves); (efficiency) the stack's achieved GFLOP/s over a dense 3x3 conv's of "
         "the same width; (e2e) PDN against ASPP end to end; (scaling) PDN's latency at several "
-        "input sizes and the fitted exponent of latency ~ pixels ** a. Prints Markdown tables.",
+        "input sizes, beside fcn on the same backbone, and the fitted exponents of latency ~ "
+        "pixels ** a. Prints Markdown tables.",
     )
     speed.add_argument(
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default: all"
@@ -87,6 +88,12 @@ def _register_speed(actions: Any) -> None:
         type=int,
         default=[256, 384, 512, 640, 768],
         help="scaling input sides (default: 256 384 512 640 768)",
+    )
+    speed.add_argument(
+        "--scaling-archs",
+        nargs="+",
+        default=["pdn", "fcn"],
+        help="scaling models on --backbone; fcn shows what the backbone alone does (default: pdn fcn)",
     )
     speed.add_argument(
         "--budget",
@@ -121,6 +128,7 @@ def run_speed(args: argparse.Namespace) -> int:
     print(f"device: {device} ({where or platform.machine()}{threads}), torch {torch.__version__}")
     results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
     if "heads" in args.sections:
+        print(bench.heads_table([]), flush=True)  # the header; each row prints once measured
         rows = bench.run_heads(
             args.sizes,
             args.batches,
@@ -131,7 +139,7 @@ def run_speed(args: argparse.Namespace) -> int:
             log=lambda line: print(line, flush=True),
         )
         results["heads"] = rows
-        print("\n" + bench.heads_table(rows) + "\n", flush=True)
+        print()
     if "efficiency" in args.sections:
         rows = bench.run_efficiency(
             args.efficiency_size,
@@ -149,11 +157,12 @@ def run_speed(args: argparse.Namespace) -> int:
         results["e2e"] = rows
         print(bench.end_to_end_table(rows) + "\n", flush=True)
     if "scaling" in args.sections:
-        result = bench.run_scaling(
-            "pdn", args.backbone, args.scaling_sizes, device=device, budget=budget
-        )
-        results["scaling"] = result
-        print(bench.scaling_table(result) + "\n", flush=True)
+        scaling = [
+            bench.run_scaling(arch, args.backbone, args.scaling_sizes, device=device, budget=budget)
+            for arch in args.scaling_archs
+        ]
+        results["scaling"] = scaling
+        print(bench.scaling_table(scaling) + "\n", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
