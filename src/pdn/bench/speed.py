@@ -49,7 +49,7 @@ class Budget:
     (between ``min_repeats`` and ``max_repeats``)."""
 
     seconds: float = 5.0
-    warmup: int = 1
+    warmup: int = 2
     min_repeats: int = 3
     max_repeats: int = 20
 
