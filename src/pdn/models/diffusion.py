@@ -271,8 +271,10 @@ class DiffusionLayer(nn.Module):
         h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
         outputs: list[torch.Tensor] = []
-        for s in range(num_steps):
-            g = steps[s].view(batch, count, 4 * self.hidden, length)
+        # unbind, not steps[s]: indexing would make the backward pass write a zero-filled
+        # gradient of the whole `steps` tensor for every slice, quadratic in the number of slices.
+        for s, step in enumerate(steps.unbind(0)):
+            g = step.view(batch, count, 4 * self.hidden, length)
             if s > 0:
                 recurrent = F.conv1d(h, kernel, padding=self.pad, groups=count)
                 g = g + recurrent.view(batch, count, 4 * self.hidden, length)
