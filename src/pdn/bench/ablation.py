@@ -13,7 +13,6 @@ The score of a run is the mIoU of its final weights on held-out data: the contex
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -162,7 +161,9 @@ class Row:
         return statistics.stdev(self.scores.values()) if len(self.scores) > 1 else 0.0
 
 
-def overrides_for(task: Task, backbone: str, variant: Variant, seed: int, iters: int | None):
+def overrides_for(
+    task: Task, backbone: str, variant: Variant, seed: int, iters: int | None
+) -> list[str]:
     """All ``KEY=VALUE`` overrides of one run, on top of ``task.config``."""
     if backbone not in BACKBONE_OVERRIDES:
         raise ConfigError(
@@ -190,7 +191,7 @@ def train_run(config: str, overrides: Sequence[str], run_dir: Path) -> dict[str,
     if (run_dir / "last.pt").is_file():
         command.append("--resume")
     with (run_dir / "train.log").open("a") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     if code != 0 or not metrics_file.is_file():
         raise PdnError(f"training failed (exit {code}); see {run_dir / 'train.log'}")
     return json.loads(metrics_file.read_text())

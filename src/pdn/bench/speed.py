@@ -107,6 +107,12 @@ def run_heads(
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """One record per (module, size, batch): forward and training latency, training memory."""
+    # A process's first timed module pays one-time costs (thread pool, allocator, oneDNN kernels)
+    # that the per-measurement warm-up does not absorb: run every module once before timing any.
+    warm = torch.randn(batches[0], channels, sizes[0], sizes[0], device=device)
+    for module in context_modules(channels, num_classes).values():
+        for _ in range(2):
+            training_call(module.to(device).train(), warm)()
     rows = []
     for size in sizes:
         for batch in batches:
@@ -224,14 +230,15 @@ def run_scaling(
     return {"model": f"{arch}-{backbone}", "points": points, "exponent": exponent}
 
 
+HEADS_HEADER = [
+    "| module | feature map (B x C x s x s) | parameters | forward ms | forward+backward ms "
+    "| training memory MiB |",
+    "|---|---|---|---|---|---|",
+]
+
+
 def heads_table(rows: Sequence[dict[str, Any]], *, header: bool = True) -> str:
-    lines = [
-        "| module | feature map (B x C x s x s) | parameters | forward ms | forward+backward ms "
-        "| training memory MiB |",
-        "|---|---|---|---|---|---|",
-    ]
-    if not header:
-        lines.clear()
+    lines = HEADS_HEADER[:] if header else []
     for row in rows:
         lines.append(
             f"| {row['module']} | {row['batch']} x {row['channels']} x {row['size']} x "
