@@ -215,3 +215,57 @@ def test_dataset_applies_transforms_and_sample_takes_a_generator():
     b = ds.sample(1, torch.Generator().manual_seed(9))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert set(a[1].unique().tolist()) <= set(range(5)) | {255}
+
+
+def test_segmented_cue_labels_each_object_pixel_by_the_run_in_line_with_it():
+    ds = build_dataset("context", size=64, num_samples=40, seed=2, cue_segments=4)
+    assert "cue_segments=4" in repr(ds)
+    segment = np.arange(64) // 16
+    mixed = 0
+    for index in range(len(ds)):
+        image, mask = (t.numpy() for t in ds[index])
+        layout = ds.layout(index)
+        colours = np.array(ds.colours(index))
+        # Back to the canonical orientation: cue on top.
+        image = np.rot90(image, -layout.side, axes=(1, 2))
+        mask = np.rot90(mask, -layout.side)
+        stripe = image[:, : layout.cue_width]
+        expected = np.array(CUE_COLORS, dtype=np.uint8)[colours[segment]].T  # (3, 64)
+        assert (stripe == expected[:, None, :]).all()
+        rows, cols = np.nonzero(mask)
+        assert (mask[rows, cols] == 1 + colours[segment[cols]]).all()
+        mixed += len(set(colours.tolist())) > 1
+    assert mixed > 30  # the runs do differ: a summary of the colours does not name the class
+    with pytest.raises(ValueError, match="4 cue segments"):
+        ds.colour(0)
+
+
+def test_one_segment_is_the_single_cue_scene():
+    layout = draw_layout(np.random.default_rng(6), 64)
+    for a, b in zip(paint(layout, 3), paint(layout, [3]), strict=True):
+        assert np.array_equal(a, b)
+    plain = build_dataset("context", size=64, num_samples=3)
+    one = build_dataset("context", size=64, num_samples=3, cue_segments=1)
+    assert all(torch.equal(plain[i][1], one[i][1]) for i in range(3))
+    assert [plain.colour(i) for i in range(3)] == [one.colours(i)[0] for i in range(3)]
+
+
+def test_segmented_local_ceiling_still_holds_and_the_cue_still_solves_it():
+    ds = build_dataset("context", size=64, split="val", cue_segments=4)
+    masks = np.stack([ds[i][1].numpy() for i in range(len(ds))])
+    objects = masks > 0
+    counts = np.bincount(masks[objects], minlength=5)[1:]
+    assert local_miou_ceiling(counts) == pytest.approx(11 / 35, abs=0.005)
+    # The best scene-level rule: label every object pixel with one colour of its scene's cue.
+    rng = np.random.default_rng(0)
+    scene_guess = np.stack(
+        [np.full((64, 64), 1 + ds.colours(i)[rng.integers(4)]) for i in range(len(ds))]
+    )
+    assert miou(np.where(objects, scene_guess, 0), masks) < 0.5
+
+
+def test_cue_segments_is_validated():
+    with pytest.raises(ConfigError, match="cue_segments must be at most"):
+        build_dataset("context", size=64, cue_segments=20)
+    with pytest.raises(ConfigError, match="cue_segments must be an integer >= 1"):
+        build_dataset("context", cue_segments=0)

@@ -74,6 +74,22 @@ TASKS: dict[str, Task] = {
         "107 px that an output pixel of fcn on the tiny backbone sees, so that baseline is "
         "local), test split (200 scenes); a local model's ceiling is mIoU 0.314",
     ),
+    "context256-segments": Task(
+        "demo",
+        (
+            "data.options.size=256",
+            "data.options.cue_segments=8",
+            "data.crop_size=256",
+            "train.batch_size=8",
+            "train.iters=4000",
+            "data.val_split=test",
+            "train.eval_interval=0",
+        ),
+        "context benchmark, 256x256 scenes with the cue cut into 8 runs of 32 columns, each of "
+        "its own colour, and every object pixel labelled by the run in line with it (cues >= "
+        "128 px away, beyond fcn's 107 px reach; a summary of the whole image leaves 8 candidate "
+        "colours), test split (200 scenes); a local model's ceiling is mIoU 0.314",
+    ),
     "nuclei": Task(
         "nuclei",
         ("train.eval_interval=0",),

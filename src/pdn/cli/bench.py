@@ -187,7 +187,9 @@ def _register_ablation(actions: Any) -> None:
         "task",
         choices=sorted(TASKS),
         help="context (the generated benchmark, 64 px scenes as in make demo), context128, "
-        "context256 (larger scenes: at 256 px the tiny backbone's fcn cannot see the cue) or "
+        "context256 (larger scenes: at 256 px the tiny backbone's fcn cannot see the cue), "
+        "context256-segments (256 px, the cue cut into 8 runs of columns that each label the "
+        "objects in line with them, so pooling the whole image does not name the class) or "
         "nuclei (the real image)",
     )
     ablation.add_argument(

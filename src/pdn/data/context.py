@@ -50,6 +50,15 @@ default 200-sample ``val`` split) and a local model's score fluctuates around it
 chance: measured on that split, a standard deviation of 0.0004 when its guesses are independent
 per pixel and 0.017 when one guess is shared by all objects of an image (the worst case). A
 validation mIoU above about 0.37 (three of those deviations) therefore needs long-range context.
+
+**Segmented cues** (option ``cue_segments=K``). With one colour per scene the class is a property
+of the whole image, which a head that pools the whole image (PPM's 1x1 bin, ASPP's image pooling)
+reads without carrying anything from the cue to the object. With ``K > 1`` the stripe is cut into
+``K`` equal runs of columns (cue on top), each with a colour drawn independently and uniformly,
+and an object pixel is labelled ``1 + `` the colour of the run in line with its column: the class
+is then tied to a place in the image, and the image's colour summary leaves ``K`` candidates. The
+local ceiling above is unchanged (each object pixel's class is still uniform and independent of
+everything in a window without cue pixels).
 """
 
 from __future__ import annotations
@@ -157,16 +166,27 @@ def draw_layout(rng: np.random.Generator, size: int = 128) -> ContextLayout:
     return ContextLayout(background, objects, side, cue_width)
 
 
-def paint(layout: ContextLayout, colour: int) -> tuple[np.ndarray, np.ndarray]:
-    """Paint ``layout`` with cue colour ``colour`` (0..3).
+def segment_of_column(size: int, segments: int) -> np.ndarray:
+    """``int (size,)``: which of ``segments`` equal cue segments each column (cue on top) lies under."""
+    return np.arange(size) * segments // size
 
-    Returns ``image`` ``uint8 (3, size, size)`` and ``mask`` ``uint8 (size, size)`` (0 background
-    and cue, ``1 + colour`` on the objects), rotated so that the cue lies on ``SIDES[layout.side]``.
+
+def paint(layout: ContextLayout, colours: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Paint ``layout`` with cue colours: one colour (0..3), or one per cue segment.
+
+    With ``K`` colours the stripe (cue on top) is cut into ``K`` equal runs of columns, run ``k``
+    painted ``CUE_COLORS[colours[k]]``, and an object pixel is labelled ``1 + colours[k]`` for the
+    run ``k`` above its column. Returns ``image`` ``uint8 (3, size, size)`` and ``mask``
+    ``uint8 (size, size)`` (0 on background and cue), rotated so that the cue lies on
+    ``SIDES[layout.side]``.
     """
+    colours = np.atleast_1d(np.asarray(colours, dtype=np.uint8))
+    size = layout.objects.shape[1]
+    per_column = colours[segment_of_column(size, len(colours))]  # (size,)
     image = layout.background.copy()
     image[layout.objects] = OBJECT_GREY
-    image[: layout.cue_width] = CUE_COLORS[colour]
-    mask = layout.objects.astype(np.uint8) * np.uint8(1 + colour)
+    image[: layout.cue_width] = np.asarray(CUE_COLORS, dtype=np.uint8)[per_column]
+    mask = layout.objects.astype(np.uint8) * (1 + per_column)[None, :]
     image = np.rot90(image, layout.side)
     mask = np.rot90(mask, layout.side)
     return np.ascontiguousarray(image.transpose(2, 0, 1)), np.ascontiguousarray(mask)
@@ -200,7 +220,10 @@ class ContextDataset(SegmentationDataset):
     """The generated context benchmark (see the module docstring for the design and the ceiling).
 
     Options: ``size`` (image side, >= 32, default 128), ``num_samples`` (default 2000 for
-    ``train``, 200 for ``val`` and ``test``), ``seed`` (default 0). ``ds[i]`` is
+    ``train``, 200 for ``val`` and ``test``), ``seed`` (default 0), ``cue_segments`` (default 1:
+    one cue colour per scene; ``K > 1``: the stripe is cut into ``K`` runs of columns with a
+    colour each, and an object pixel takes the colour of the run in line with it, so a summary
+    of the whole image no longer names its class). ``ds[i]`` is
     ``(uint8 (3, size, size), int64 (size, size))``, the same for the same ``(seed, split, i)``.
     ``root`` must be ``None``: nothing is read from disk.
     """
@@ -214,6 +237,7 @@ class ContextDataset(SegmentationDataset):
         size: int = 128,
         num_samples: int | None = None,
         seed: int = 0,
+        cue_segments: int = 1,
     ):
         super().__init__(transforms=transforms)
         self.split = check_split("context", split, tuple(SPLIT_STREAMS))
@@ -223,6 +247,7 @@ class ContextDataset(SegmentationDataset):
             ("size", size, MIN_SIZE),
             ("seed", seed, 0),
             ("num_samples", num_samples, 1),
+            ("cue_segments", cue_segments, 1),
         ):
             if value is None and key == "num_samples":
                 continue
@@ -230,8 +255,14 @@ class ContextDataset(SegmentationDataset):
                 raise ConfigError(
                     f"context option {key} must be an integer >= {low}, got {value!r}"
                 )
+        if cue_segments > size // cue_width_for(size):
+            raise ConfigError(
+                f"context option cue_segments must be at most size / cue width = "
+                f"{size // cue_width_for(size)} for size {size}, got {cue_segments}"
+            )
         self.size = size
         self.seed = seed
+        self.cue_segments = cue_segments
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.classes = CONTEXT_CLASSES
         self.palette = list(CONTEXT_PALETTE)
@@ -239,11 +270,16 @@ class ContextDataset(SegmentationDataset):
     def __len__(self) -> int:
         return self.num_samples
 
+    def colours(self, index: int) -> tuple[int, ...]:
+        """The cue colours (0..3) of sample ``index``, one per cue segment (see :func:`paint`)."""
+        rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, 1])
+        return tuple(int(c) for c in rng.integers(4, size=self.cue_segments))
+
     def colour(self, index: int) -> int:
-        """The cue colour (0..3) of sample ``index``; its objects are class ``1 + colour``."""
-        return int(
-            np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, 1]).integers(4)
-        )
+        """The cue colour (0..3) of sample ``index`` with one cue segment: objects are ``1 + colour``."""
+        if self.cue_segments != 1:
+            raise ValueError(f"a scene with {self.cue_segments} cue segments has one colour each")
+        return self.colours(index)[0]
 
     def layout(self, index: int) -> ContextLayout:
         """Everything of sample ``index`` but its colour (drawn from a stream of its own)."""
@@ -252,8 +288,9 @@ class ContextDataset(SegmentationDataset):
         )
 
     def load(self, index: int) -> Sample:
-        image, mask = paint(self.layout(index), self.colour(index))
+        image, mask = paint(self.layout(index), self.colours(index))
         return torch.from_numpy(image), torch.from_numpy(mask).to(torch.int64)
 
     def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]}, size={self.size}, seed={self.seed})"
+        segments = f", cue_segments={self.cue_segments}" if self.cue_segments > 1 else ""
+        return f"{super().__repr__()[:-1]}, size={self.size}, seed={self.seed}{segments})"
