@@ -101,6 +101,12 @@ def _register_speed(actions: Any) -> None:
         default=5.0,
         help="seconds of timed runs per measurement, at least 3 runs (default: 5)",
     )
+    speed.add_argument(
+        "--compile",
+        action="store_true",
+        help="efficiency: time the stack and the 3x3 conv compiled by torch.compile (compiling "
+        "the stack's loop takes minutes on a CPU)",
+    )
     speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
     speed.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
@@ -147,6 +153,7 @@ def run_speed(args: argparse.Namespace) -> int:
             channels=args.channels,
             device=device,
             budget=budget,
+            compile=args.compile,
         )
         results["efficiency"] = rows
         print(bench.efficiency_table(rows) + "\n", flush=True)
