@@ -224,6 +224,26 @@ def test_bad_options_are_refused() -> None:
         model(torch.randn(1, 1, 64, 64))
 
 
+@pytest.mark.parametrize("forget_bias", [1.0, 4.0])
+def test_forget_bias_sets_the_forget_gate(forget_bias: float) -> None:
+    """With every weight zero and the candidate's bias 1, a "down" sweep's cell follows
+    c_s = sigmoid(forget_bias) * c_(s-1) + tanh(1) / 2 from c_0 = tanh(1) / 2."""
+    layer = DiffusionLayer(4, hidden=2, directions=("down",), forget_bias=forget_bias)
+    with torch.no_grad():
+        layer.input_to_state.weight.zero_()
+        layer.state_to_state.zero_()
+        layer.input_to_state.bias.view(1, 4, 2)[:, 2] = 1.0  # (i, f, g, o): g
+    hidden = layer.hidden_states(torch.randn(1, 4, 6, 3))  # (1, 2, 6, 3)
+    forget, cell, expected = torch.sigmoid(torch.tensor(forget_bias)), torch.tensor(0.0), []
+    for _ in range(6):
+        cell = forget * cell + torch.tanh(torch.tensor(1.0)) / 2
+        expected.append(torch.tanh(cell) / 2)
+    torch.testing.assert_close(hidden[0, 0, :, 0], torch.stack(expected))
+    model = pdn.build_model("pdn", 3, backbone="tiny", forget_bias=forget_bias)
+    assert all(layer.forget_bias == forget_bias for layer in model.decode_head.diffusion.layers)
+    assert pdn.build_model(**model.model_config).model_config == model.model_config
+
+
 def test_model_config_rebuilds_the_same_architecture() -> None:
     model = pdn.build_model("pdn", 3, backbone="tiny", rates=(1, 3), num_layers=1)
     again = pdn.build_model(**model.model_config)

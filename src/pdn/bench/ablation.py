@@ -130,6 +130,11 @@ VARIANTS: tuple[Variant, ...] = (
         "pdn (sweep, L=2, 2 directions: down, right)",
         ("model.arch=pdn", "model.num_layers=2", "model.directions=[down,right]"),
     ),
+    Variant(
+        "forget3",
+        "pdn (sweep, L=2, forget bias 3)",
+        ("model.arch=pdn", "model.num_layers=2", "model.forget_bias=3.0"),
+    ),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 

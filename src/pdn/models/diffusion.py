@@ -96,6 +96,8 @@ class DiffusionLayer(nn.Module):
         rates: dilation rates of the atrous recurrent filters.
         kernel_size: taps per rate of each recurrent filter (odd).
         mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
+        forget_bias: initial bias of the forget gates (1, as in DESIGN.md). A larger value starts
+            the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
 
     A ``sweep`` layer runs ``H`` sequential steps for its vertical directions and ``W`` for its
     horizontal ones; directions whose slices have the same shape share the steps, batched together
@@ -120,6 +122,7 @@ class DiffusionLayer(nn.Module):
         rates: Sequence[int] = (1, 2, 4),
         kernel_size: int = 3,
         mode: str = "sweep",
+        forget_bias: float = 1.0,
     ):
         super().__init__()
         hidden = int(hidden) if hidden else max(1, channels // 4)
@@ -128,6 +131,7 @@ class DiffusionLayer(nn.Module):
         _check_options(channels, hidden, directions, rates, kernel_size, mode)
         self.channels, self.hidden, self.mode = channels, hidden, mode
         self.directions, self.rates, self.kernel_size = directions, rates, kernel_size
+        self.forget_bias = float(forget_bias)
         self.offsets = tap_offsets(kernel_size, rates)
         self.pad = max(abs(o) for o in self.offsets)
         self.reverse = [d in _REVERSED for d in directions]
@@ -180,13 +184,13 @@ class DiffusionLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform init as in ``torch.nn.LSTM`` and forget-gate bias 1."""
+        """Uniform init as in ``torch.nn.LSTM``; forget-gate bias ``forget_bias``, other biases 0."""
         bound = 1.0 / math.sqrt(self.hidden)
         nn.init.uniform_(self.input_to_state.weight, -bound, bound)
         with torch.no_grad():
             bias = self.input_to_state.bias.view(self.streams, 4, self.hidden)
             bias.zero_()
-            bias[:, 1] = 1.0
+            bias[:, 1] = self.forget_bias
         if self.state_to_state.numel():
             nn.init.uniform_(
                 self.state_to_state, -bound / len(self.offsets), bound / len(self.offsets)
@@ -198,6 +202,7 @@ class DiffusionLayer(nn.Module):
         return (
             f"{self.channels}, hidden={self.hidden}, directions={self.directions}, "
             f"rates={self.rates}, kernel_size={self.kernel_size}, mode={self.mode!r}"
+            + (f", forget_bias={self.forget_bias}" if self.forget_bias != 1.0 else "")
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -334,6 +339,7 @@ class DiffusionStack(nn.Module):
         rates: Sequence[int] = (1, 2, 4),
         kernel_size: int = 3,
         mode: str = "sweep",
+        forget_bias: float = 1.0,
     ):
         super().__init__()
         if num_layers < 1:
@@ -349,6 +355,7 @@ class DiffusionStack(nn.Module):
                     rates=tuple(r * scale for r in rates),
                     kernel_size=kernel_size,
                     mode=mode,
+                    forget_bias=forget_bias,
                 )
             )
         self.layers = nn.ModuleList(layers)

@@ -135,6 +135,7 @@ class PDNHead(nn.Module):
         rates: Sequence[int] = (1, 2, 4),
         kernel_size: int = 3,
         mode: str = "sweep",
+        forget_bias: float = 1.0,
         dropout: float = 0.1,
     ):
         super().__init__()
@@ -147,6 +148,7 @@ class PDNHead(nn.Module):
             rates=rates,
             kernel_size=kernel_size,
             mode=mode,
+            forget_bias=forget_bias,
         )
         self.classifier = ClassifierHead(2 * channels, channels, num_classes, dropout)
 
