@@ -21,6 +21,7 @@ from pdn import build_dataset
 from pdn.data.context import SIDES
 from pdn.engine.checkpoint import load_checkpoint
 from pdn.engine.segmenter import Segmenter
+from pdn.errors import PdnError
 
 
 def accuracy_by_side(checkpoint: str, split: str) -> np.ndarray:
@@ -38,8 +39,9 @@ def accuracy_by_side(checkpoint: str, split: str) -> np.ndarray:
         predictions = segmenter.predict_batch([image for image, _ in samples])
         for index, (_, mask), prediction in zip(indices, samples, predictions, strict=True):
             side = dataset.layout(index).side
-            objects = mask.numpy() > 0
-            correct[side] += (prediction[objects] == mask.numpy()[objects]).sum()
+            labels = mask.numpy()
+            objects = labels > 0
+            correct[side] += (prediction[objects] == labels[objects]).sum()
             total[side] += objects.sum()
     return correct / total
 
@@ -52,7 +54,10 @@ def main() -> None:
     torch.set_grad_enabled(False)
     print(f"| checkpoint | {' | '.join(SIDES)} |\n|---|{'---|' * len(SIDES)}")
     for checkpoint in args.checkpoints:
-        shares = accuracy_by_side(checkpoint, args.split)
+        try:
+            shares = accuracy_by_side(checkpoint, args.split)
+        except PdnError as error:  # already one line naming the file
+            raise SystemExit(f"context_sides.py: error: {error}") from None
         print(f"| {checkpoint} | {' | '.join(f'{share:.2f}' for share in shares)} |")
 
 

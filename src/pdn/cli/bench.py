@@ -153,7 +153,7 @@ def run_speed(args: argparse.Namespace) -> int:
             channels=args.channels,
             device=device,
             budget=budget,
-            compile=args.compile,
+            compiled=args.compile,
         )
         results["efficiency"] = rows
         print(bench.efficiency_table(rows) + "\n", flush=True)
