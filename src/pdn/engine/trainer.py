@@ -296,7 +296,10 @@ def train(
     """
     context = distributed.setup(cfg.train.device)
     try:
-        return _Run(cfg, Path(run_dir), context, resume).run()
+        result = _Run(cfg, Path(run_dir), context, resume).run()
+        # A rank that tears gloo down while another still writes its files can abort at exit.
+        distributed.barrier(context)
+        return result
     finally:
         distributed.teardown()
 
