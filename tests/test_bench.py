@@ -90,6 +90,26 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
     assert markdown_table([]) == ""
 
 
+def test_ablation_calls_with_other_variants_build_one_table(tmp_path, capsys) -> None:
+    """A call with another variant adds its row to results.json and table.md and keeps the earlier
+    row as it was; a call with other seeds cannot share a table with it and replaces the file."""
+    base = ["bench", "ablation", "nuclei", "--iters", "2", "--out", str(tmp_path)]
+    folder = tmp_path / "nuclei-tiny"
+    assert main([*base, "--variants", "ppm", "--seeds", "0", "1"]) == 0
+    first = json.loads((folder / "results.json").read_text())["rows"]
+    assert main([*base, "--variants", "fcn", "--seeds", "0", "1"]) == 0
+    rows = json.loads((folder / "results.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == ["fcn", "ppm"]  # the table's order, not the calls'
+    assert rows[1] == first[0]
+    table = (folder / "table.md").read_text()
+    assert "| fcn |" in table and "| ppm |" in table
+    assert f"CPU, {torch.get_num_threads()} threads) |" in table
+    assert main([*base, "--variants", "fcn", "--seeds", "0"]) == 0
+    assert "replacing it" in capsys.readouterr().out
+    rows = json.loads((folder / "results.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == ["fcn"] and list(rows[0]["scores"]) == ["0"]
+
+
 def test_speed_command_prints_every_section(capsys) -> None:
     argv = ["bench", "speed", "--channels", "16", "--sizes", "12", "--batches", "1"]
     argv += ["--efficiency-size", "12", "--backbone", "tiny", "--e2e-size", "48"]

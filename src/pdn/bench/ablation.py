@@ -172,6 +172,21 @@ class Row:
     latency_ms: float
     input_size: tuple[int, int]
     extra: dict[str, Any] = field(default_factory=dict)
+    torch_threads: int = 0  # the CPU threads the latency was timed with
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        """The row as :func:`run_ablation` wrote it to ``results.json``."""
+        return cls(
+            key=data["key"],
+            name=data["name"],
+            scores={int(seed): float(score) for seed, score in data["scores"].items()},
+            parameters=int(data["parameters"]),
+            latency_ms=float(data["latency_ms"]),
+            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+            extra=dict(data.get("extra", {})),
+            torch_threads=int(data.get("torch_threads", 0)),
+        )
 
     @property
     def mean(self) -> float:
@@ -249,7 +264,10 @@ def run_ablation(
 ) -> list[Row]:
     """Train and score every selected variant on ``task_name`` for each seed; see the module doc.
 
-    Returns one :class:`Row` per variant; also writes ``OUT/<task>-<backbone>/results.json``.
+    Returns one :class:`Row` per variant in ``OUT/<task>-<backbone>/results.json``, in the table's
+    order: those measured now, and those of earlier calls with other variants but the same seeds
+    and iterations, so running the variants in several calls builds one table. Rows of a call with
+    other seeds or iterations are dropped from the file (their runs stay on disk).
     """
     if task_name not in TASKS:
         raise ConfigError(
@@ -260,6 +278,7 @@ def run_ablation(
         raise ConfigError("the ablation needs at least one seed")
     task = TASKS[task_name]
     folder = Path(out) / f"{task_name}-{backbone}"
+    budget = iters or int(load_config(task.config).train.iters)
     rows = []
     for variant in select_variants(variants):
         scores: dict[int, float] = {}
@@ -275,17 +294,24 @@ def run_ablation(
         parameters, latency, size = inference_cost(
             task.config, overrides_for(task, backbone, variant, seeds[0], iters)
         )
-        rows.append(Row(variant.key, variant.name, scores, parameters, latency, size, extra))
+        threads = torch.get_num_threads()
+        rows.append(
+            Row(variant.key, variant.name, scores, parameters, latency, size, extra, threads)
+        )
+    results = folder / "results.json"
+    measured = {row.key for row in rows}
+    earlier = [r for r in _earlier_rows(results, seeds, budget, log) if r.key not in measured]
+    order = [variant.key for variant in VARIANTS]
+    rows = sorted(rows + earlier, key=lambda row: order.index(row.key))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(
+    results.write_text(
         json.dumps(
             {
                 "task": task_name,
                 "description": task.description,
                 "backbone": backbone,
                 "seeds": list(seeds),
-                "iters": iters or int(load_config(task.config).train.iters),
-                "torch_threads": torch.get_num_threads(),
+                "iters": budget,
                 "rows": [row.__dict__ | {"mean": row.mean, "std": row.std} for row in rows],
             },
             indent=2,
@@ -295,23 +321,46 @@ def run_ablation(
     return rows
 
 
+def _earlier_rows(results: Path, seeds: Sequence[int], iters: int, log: Any) -> list[Row]:
+    """The rows of ``results`` if it was written with the same seeds and iterations, else none."""
+    if not results.is_file():
+        return []
+    try:
+        data = json.loads(results.read_text())
+        same = data["seeds"] == list(seeds) and data["iters"] == iters
+        rows = [Row.from_json(row) for row in data["rows"]] if same else []
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        log(f"{results}: unreadable ({error!r}); rewriting it with this call's rows only")
+        return []
+    if not same:
+        log(f"{results}: held seeds {data['seeds']} and {data['iters']} iterations; replacing it")
+        return []
+    return [row for row in rows if row.key in {variant.key for variant in VARIANTS}]
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     """The ablation as a Markdown table: model, mIoU mean ± std (percent), per-seed scores,
-    parameters and latency."""
+    parameters and latency (with the thread count in the header when every row was timed with the
+    same number of threads, else in each cell)."""
     if not rows:
         return ""
     seeds = len(rows[0].scores)
     size = "x".join(str(s) for s in rows[0].input_size)
+    threads = {row.torch_threads for row in rows}
+    shared = f", {threads.pop()} threads" if len(threads) == 1 and 0 not in threads else ""
     lines = [
         f"| model | mIoU % (mean ± std, {seeds} seeds) | per seed | parameters | "
-        f"latency (ms, 1 x {size}, CPU) |",
+        f"latency (ms, 1 x {size}, CPU{shared}) |",
         "|---|---|---|---|---|",
     ]
     for row in rows:
         per_seed = " / ".join(f"{100 * s:.1f}" for s in row.scores.values())
+        latency = f"{row.latency_ms:.1f}"
+        if not shared and row.torch_threads:
+            latency += f" ({row.torch_threads} threads)"
         lines.append(
             f"| {row.name} | {100 * row.mean:.1f} ± {100 * row.std:.1f} | {per_seed} | "
-            f"{_millions(row.parameters)} | {row.latency_ms:.1f} |"
+            f"{_millions(row.parameters)} | {latency} |"
         )
     return "\n".join(lines)
 

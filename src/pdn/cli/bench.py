@@ -187,8 +187,10 @@ def _register_ablation(actions: Any) -> None:
         "iterations and seeds (each run is 'pdn train' in a subprocess, into OUT/TASK-BACKBONE/"
         "VARIANT/seedN), score the final weights on held-out data, time the deployed model on one "
         "held-out image on the CPU, and print a Markdown table (also written to OUT/TASK-BACKBONE/"
-        "results.json and table.md). Finished runs are reused and interrupted ones resumed, so "
-        f"running the command again continues an interrupted ablation. Variants: {variants}.",
+        "results.json and table.md, which keep the rows of earlier calls with other variants and "
+        "the same seeds and iterations). Finished runs are reused and interrupted ones resumed, "
+        "so running the command again continues an interrupted ablation, and running it again "
+        f"with every variant re-times them all under the same conditions. Variants: {variants}.",
     )
     ablation.add_argument(
         "task",
