@@ -73,7 +73,7 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
     argv = ["bench", "ablation", "nuclei", "--variants", "fcn", "--seeds", "0", "1"]
     argv += ["--iters", "3", "--out", str(tmp_path)]
     assert main(argv) == 0
-    folder = tmp_path / "nuclei-tiny"
+    folder = tmp_path / "nuclei-tiny-3iters"  # not the config's budget: a folder of its own
     scores = [
         json.loads((folder / "fcn" / f"seed{s}" / "metrics.json").read_text())["mIoU"]
         for s in (0, 1)
@@ -94,7 +94,7 @@ def test_ablation_calls_with_other_variants_build_one_table(tmp_path, capsys) ->
     """A call with another variant adds its row to results.json and table.md and keeps the earlier
     row as it was; a call with other seeds cannot share a table with it and replaces the file."""
     base = ["bench", "ablation", "nuclei", "--iters", "2", "--out", str(tmp_path)]
-    folder = tmp_path / "nuclei-tiny"
+    folder = tmp_path / "nuclei-tiny-2iters"
     assert main([*base, "--variants", "ppm", "--seeds", "0", "1"]) == 0
     first = json.loads((folder / "results.json").read_text())["rows"]
     assert main([*base, "--variants", "fcn", "--seeds", "0", "1"]) == 0
@@ -108,6 +108,8 @@ def test_ablation_calls_with_other_variants_build_one_table(tmp_path, capsys) ->
     assert "replacing it" in capsys.readouterr().out
     rows = json.loads((folder / "results.json").read_text())["rows"]
     assert [row["name"] for row in rows] == ["fcn"] and list(rows[0]["scores"]) == ["0"]
+    assert main([*base[:-4], "--iters", "0", "--out", str(tmp_path)]) == 2
+    assert "at least one training iteration" in capsys.readouterr().err
 
 
 def test_speed_command_prints_every_section(capsys) -> None:

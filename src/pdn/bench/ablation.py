@@ -264,10 +264,11 @@ def run_ablation(
 ) -> list[Row]:
     """Train and score every selected variant on ``task_name`` for each seed; see the module doc.
 
-    Returns one :class:`Row` per variant in ``OUT/<task>-<backbone>/results.json``, in the table's
-    order: those measured now, and those of earlier calls with other variants but the same seeds
-    and iterations, so running the variants in several calls builds one table. Rows of a call with
-    other seeds or iterations are dropped from the file (their runs stay on disk).
+    Writes ``results.json`` and ``table.md`` into ``OUT/<task>-<backbone>`` (with ``-<N>iters``
+    appended when ``iters`` is not the config's) and returns their rows in the table's order: those
+    measured now and those that earlier calls with other variants and the same seeds left there, so
+    running the variants in several calls builds one table. Rows from other seeds are dropped from
+    the files (their runs stay on disk).
     """
     if task_name not in TASKS:
         raise ConfigError(
@@ -276,9 +277,14 @@ def run_ablation(
         )
     if not seeds:
         raise ConfigError("the ablation needs at least one seed")
+    if iters is not None and iters < 1:
+        raise ConfigError(f"the ablation needs at least one training iteration, got {iters}")
     task = TASKS[task_name]
-    folder = Path(out) / f"{task_name}-{backbone}"
-    budget = iters or int(load_config(task.config).train.iters)
+    default_iters = int(load_config(task.config, task.overrides).train.iters)
+    budget = iters or default_iters
+    # A run directory is reused once it has metrics.json, so another budget needs its own folder.
+    suffix = f"-{budget}iters" if budget != default_iters else ""
+    folder = Path(out) / f"{task_name}-{backbone}{suffix}"
     rows = []
     for variant in select_variants(variants):
         scores: dict[int, float] = {}
@@ -318,6 +324,7 @@ def run_ablation(
         )
         + "\n"
     )
+    (folder / "table.md").write_text(markdown_table(rows) + "\n")
     return rows
 
 

@@ -188,7 +188,8 @@ def _register_ablation(actions: Any) -> None:
         "VARIANT/seedN), score the final weights on held-out data, time the deployed model on one "
         "held-out image on the CPU, and print a Markdown table (also written to OUT/TASK-BACKBONE/"
         "results.json and table.md, which keep the rows of earlier calls with other variants and "
-        "the same seeds and iterations). Finished runs are reused and interrupted ones resumed, "
+        "the same seeds; a budget other than the config's gets the folder OUT/TASK-BACKBONE-"
+        "Niters). Finished runs are reused and interrupted ones resumed, "
         "so running the command again continues an interrupted ablation, and running it again "
         f"with every variant re-times them all under the same conditions. Variants: {variants}.",
     )
@@ -223,8 +224,6 @@ def _register_ablation(actions: Any) -> None:
 
 
 def run_ablation(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..bench.ablation import TASKS, markdown_table
     from ..bench.ablation import run_ablation as ablate
 
@@ -236,9 +235,7 @@ def run_ablation(args: argparse.Namespace) -> int:
         iters=args.iters,
         out=args.out,
     )
-    table = markdown_table(rows)
-    (Path(args.out) / f"{args.task}-{args.backbone}" / "table.md").write_text(table + "\n")
-    print(f"\n{TASKS[args.task].description}; backbone {args.backbone}\n\n{table}")
+    print(f"\n{TASKS[args.task].description}; backbone {args.backbone}\n\n{markdown_table(rows)}")
     return 0
 
 
