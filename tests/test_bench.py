@@ -103,7 +103,8 @@ def test_ablation_calls_with_other_variants_build_one_table(tmp_path, capsys) ->
     assert rows[1] == first[0]
     table = (folder / "table.md").read_text()
     assert "| fcn |" in table and "| ppm |" in table
-    assert f"CPU, {torch.get_num_threads()} threads) |" in table
+    threads = torch.get_num_threads()
+    assert f"CPU, {threads} thread{'s' if threads > 1 else ''}) |" in table
     assert main([*base, "--variants", "fcn", "--seeds", "0"]) == 0
     assert "replacing it" in capsys.readouterr().out
     rows = json.loads((folder / "results.json").read_text())["rows"]

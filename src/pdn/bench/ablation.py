@@ -354,9 +354,11 @@ def markdown_table(rows: Sequence[Row]) -> str:
     seeds = len(rows[0].scores)
     size = "x".join(str(s) for s in rows[0].input_size)
     threads = {row.torch_threads for row in rows}
-    shared = f", {threads.pop()} threads" if len(threads) == 1 and 0 not in threads else ""
+    shared = (
+        f", {_count(threads.pop(), 'thread')}" if len(threads) == 1 and 0 not in threads else ""
+    )
     lines = [
-        f"| model | mIoU % (mean ± std, {seeds} seeds) | per seed | parameters | "
+        f"| model | mIoU % (mean ± std, {_count(seeds, 'seed')}) | per seed | parameters | "
         f"latency (ms, 1 x {size}, CPU{shared}) |",
         "|---|---|---|---|---|",
     ]
@@ -364,12 +366,16 @@ def markdown_table(rows: Sequence[Row]) -> str:
         per_seed = " / ".join(f"{100 * s:.1f}" for s in row.scores.values())
         latency = f"{row.latency_ms:.1f}"
         if not shared and row.torch_threads:
-            latency += f" ({row.torch_threads} threads)"
+            latency += f" ({_count(row.torch_threads, 'thread')})"
         lines.append(
             f"| {row.name} | {100 * row.mean:.1f} ± {100 * row.std:.1f} | {per_seed} | "
             f"{_millions(row.parameters)} | {latency} |"
         )
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _millions(count: int) -> str:
