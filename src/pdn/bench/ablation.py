@@ -307,8 +307,7 @@ def run_ablation(
     results = folder / "results.json"
     measured = {row.key for row in rows}
     earlier = [r for r in _earlier_rows(results, seeds, budget, log) if r.key not in measured]
-    order = [variant.key for variant in VARIANTS]
-    rows = sorted(rows + earlier, key=lambda row: order.index(row.key))
+    rows = sorted(rows + earlier, key=lambda row: VARIANT_KEYS.index(row.key))
     folder.mkdir(parents=True, exist_ok=True)
     results.write_text(
         json.dumps(
@@ -334,15 +333,16 @@ def _earlier_rows(results: Path, seeds: Sequence[int], iters: int, log: Any) -> 
         return []
     try:
         data = json.loads(results.read_text())
-        same = data["seeds"] == list(seeds) and data["iters"] == iters
-        rows = [Row.from_json(row) for row in data["rows"]] if same else []
+        if data["seeds"] != list(seeds) or data["iters"] != iters:
+            log(
+                f"{results}: held seeds {data['seeds']} and {data['iters']} iterations; replacing it"
+            )
+            return []
+        rows = [Row.from_json(row) for row in data["rows"]]
     except (ValueError, KeyError, TypeError, IndexError) as error:
         log(f"{results}: unreadable ({error!r}); rewriting it with this call's rows only")
         return []
-    if not same:
-        log(f"{results}: held seeds {data['seeds']} and {data['iters']} iterations; replacing it")
-        return []
-    return [row for row in rows if row.key in {variant.key for variant in VARIANTS}]
+    return [row for row in rows if row.key in VARIANT_KEYS]
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
