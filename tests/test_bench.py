@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pdn.bench.ablation import VARIANTS, markdown_table, select_variants
 from pdn.bench.speed import dense_conv_flops, diffusion_flops, fit_exponent
-from pdn.bench.timing import training_memory
+from pdn.bench.timing import time_interleaved, training_memory
 from pdn.cli.main import main
 from pdn.errors import ConfigError
 from pdn.models import DiffusionLayer
@@ -55,6 +55,15 @@ def test_training_memory_counts_what_autograd_saves() -> None:
     x = torch.randn(2, 3, 10, 12)
     activation = 2 * 8 * 10 * 12 * 4
     assert training_memory(model, x) == 2 * activation + 2 * 8 * 4
+
+
+def test_interleaved_timing_calls_each_once_per_round_starting_one_further_on() -> None:
+    order: list[str] = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    timings = time_interleaved(calls, torch.device("cpu"), warmup=1, repeats=3)
+    assert "".join(order) == "abc" + "bca" + "cab" + "abc"
+    assert sorted(timings) == ["a", "b", "c"]
+    assert all(len(timing.seconds) == 3 for timing in timings.values())
 
 
 def test_ablation_variants_cover_the_issue() -> None:

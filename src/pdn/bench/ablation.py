@@ -16,19 +16,20 @@ import json
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..data import build_dataset
 from ..engine.config import load_config, model_kwargs
 from ..errors import ConfigError, PdnError
 from ..models import build_model
 from ..registry import close_matches_hint
-from .timing import count_parameters, time_forward
+from .timing import count_parameters, forward_call, time_interleaved
 
 
 @dataclass(frozen=True)
@@ -233,23 +234,40 @@ def train_run(config: str, overrides: Sequence[str], run_dir: Path) -> dict[str,
     return json.loads(metrics_file.read_text())
 
 
-def inference_cost(
-    config: str, overrides: Sequence[str], *, warmup: int = 3, repeats: int = 20
-) -> tuple[int, float, tuple[int, int]]:
-    """Parameters of the deployed model (no auxiliary head) and its median CPU latency in ms for
-    one held-out image; the image size is the first held-out sample's."""
-    cfg = load_config(config, overrides)
-    dataset = build_dataset(
-        cfg.data.name, root=cfg.data.root, split=cfg.data.val_split, **dict(cfg.data.options)
-    )
-    height, width = dataset[0][0].shape[-2:]
-    kwargs = model_kwargs(cfg, len(dataset.classes))
-    kwargs["aux"] = False
-    kwargs.pop("backbone_weights", None)  # random weights time the same
-    model = build_model(**kwargs).eval()
-    x = torch.randn(1, 3, height, width)
-    timing = time_forward(model, x, warmup=warmup, repeats=repeats)
-    return count_parameters(model), 1000 * timing.median, (height, width)
+def inference_costs(
+    config: str,
+    overrides_by_key: Mapping[str, Sequence[str]],
+    *,
+    warmup: int = 3,
+    repeats: int = 20,
+) -> dict[str, tuple[int, float, tuple[int, int]]]:
+    """For each key: the parameters of its deployed model (no auxiliary head), the model's median
+    CPU latency in ms on one input of the first held-out image's size (1, 3, H, W), and that (H, W).
+
+    The models are timed against each other, round by round (:func:`time_interleaved`), so that a
+    slow stretch of the machine does not land on one row of the table.
+    """
+    models: dict[str, nn.Module] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    inputs: dict[str, torch.Tensor] = {}
+    for key, overrides in overrides_by_key.items():
+        cfg = load_config(config, overrides)
+        dataset = build_dataset(
+            cfg.data.name, root=cfg.data.root, split=cfg.data.val_split, **dict(cfg.data.options)
+        )
+        height, width = dataset[0][0].shape[-2:]
+        kwargs = model_kwargs(cfg, len(dataset.classes))
+        kwargs["aux"] = False
+        kwargs.pop("backbone_weights", None)  # random weights time the same
+        models[key] = build_model(**kwargs).eval()
+        sizes[key] = (int(height), int(width))
+        inputs[key] = torch.randn(1, 3, height, width)
+    calls = {key: forward_call(models[key], inputs[key]) for key in models}
+    timings = time_interleaved(calls, torch.device("cpu"), warmup=warmup, repeats=repeats)
+    return {
+        key: (count_parameters(models[key]), 1000 * timings[key].median, sizes[key])
+        for key in models
+    }
 
 
 def run_ablation(
@@ -285,25 +303,27 @@ def run_ablation(
     # A run directory is reused once it has metrics.json, so another budget needs its own folder.
     suffix = f"-{budget}iters" if budget != default_iters else ""
     folder = Path(out) / f"{task_name}-{backbone}{suffix}"
-    rows = []
-    for variant in select_variants(variants):
-        scores: dict[int, float] = {}
-        extra: dict[str, Any] = {}
+    selected = select_variants(variants)
+    scores: dict[str, dict[int, float]] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    for variant in selected:
+        scores[variant.key], extra[variant.key] = {}, {}
         for seed in seeds:
             overrides = overrides_for(task, backbone, variant, seed, iters)
             metrics = train_run(task.config, overrides, folder / variant.key / f"seed{seed}")
-            scores[seed] = float(metrics["mIoU"])
+            scores[variant.key][seed] = float(metrics["mIoU"])
             for name, values in metrics["per_class"].items():
                 if values["IoU"] is not None:
-                    extra.setdefault(f"IoU {name}", []).append(values["IoU"])
-            log(f"{task_name}/{backbone} {variant.name} seed {seed}: mIoU {scores[seed]:.4f}")
-        parameters, latency, size = inference_cost(
-            task.config, overrides_for(task, backbone, variant, seeds[0], iters)
-        )
-        threads = torch.get_num_threads()
-        rows.append(
-            Row(variant.key, variant.name, scores, parameters, latency, size, extra, threads)
-        )
+                    extra[variant.key].setdefault(f"IoU {name}", []).append(values["IoU"])
+            log(f"{task_name}/{backbone} {variant.name} seed {seed}: mIoU {metrics['mIoU']:.4f}")
+    costs = inference_costs(
+        task.config,
+        {v.key: overrides_for(task, backbone, v, seeds[0], iters) for v in selected},
+    )
+    threads = torch.get_num_threads()
+    rows = [
+        Row(v.key, v.name, scores[v.key], *costs[v.key], extra[v.key], threads) for v in selected
+    ]
     results = folder / "results.json"
     measured = {row.key for row in rows}
     earlier = [r for r in _earlier_rows(results, seeds, budget, log) if r.key not in measured]

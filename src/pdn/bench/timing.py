@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +47,30 @@ def time_calls(
         if index >= warmup:
             seconds.append(time.perf_counter() - start)
     return Timing(seconds)
+
+
+def time_interleaved(
+    calls: Mapping[str, Callable[[], object]], device: torch.device, *, warmup: int, repeats: int
+) -> dict[str, Timing]:
+    """Time several calls against each other: ``warmup`` untimed rounds, then ``repeats`` timed
+    rounds, each calling every one once, starting one place further along each round.
+
+    A slow stretch of the machine (another process, the clock) then falls on every call alike, not
+    on whichever one happened to be timed during it, so the calls' medians compare fairly.
+    """
+    synchronize = _synchronizer(device)
+    names = list(calls)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(warmup + repeats):
+        shift = index % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            synchronize()
+            start = time.perf_counter()
+            calls[name]()
+            synchronize()
+            if index >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: Timing(seconds[name]) for name in names}
 
 
 def forward_call(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
