@@ -37,23 +37,15 @@ def time_calls(
     call: Callable[[], object], device: torch.device, *, warmup: int, repeats: int
 ) -> Timing:
     """Time ``call()``: ``warmup`` untimed calls, then ``repeats`` timed ones (CUDA synchronised)."""
-    synchronize = _synchronizer(device)
-    seconds = []
-    for index in range(warmup + repeats):
-        synchronize()
-        start = time.perf_counter()
-        call()
-        synchronize()
-        if index >= warmup:
-            seconds.append(time.perf_counter() - start)
-    return Timing(seconds)
+    return time_interleaved({"call": call}, device, warmup=warmup, repeats=repeats)["call"]
 
 
 def time_interleaved(
     calls: Mapping[str, Callable[[], object]], device: torch.device, *, warmup: int, repeats: int
 ) -> dict[str, Timing]:
     """Time several calls against each other: ``warmup`` untimed rounds, then ``repeats`` timed
-    rounds, each calling every one once, starting one place further along each round.
+    rounds, each calling every one once, starting one place further along each round (each call
+    synchronised on CUDA).
 
     A slow stretch of the machine (another process, the clock) then falls on every call alike, not
     on whichever one happened to be timed during it, so the calls' medians compare fairly.
