@@ -185,8 +185,8 @@ def _register_ablation(actions: Any) -> None:
         help="train baseline heads and PDN variants with the same budget and seeds, table mIoU",
         description="Train every variant on TASK with the same backbone, data, optimizer, "
         "iterations and seeds (each run is 'pdn train' in a subprocess, into OUT/TASK-BACKBONE/"
-        "VARIANT/seedN), score the final weights on held-out data, time the deployed model on one "
-        "held-out image on the CPU, and print a Markdown table (also written to OUT/TASK-BACKBONE/"
+        "VARIANT/seedN), score the final weights on held-out data, time the deployed models on one "
+        "held-out image on the CPU, round by round against each other, and print a Markdown table (also written to OUT/TASK-BACKBONE/"
         "results.json and table.md, which keep the rows of earlier calls with other variants and "
         "the same seeds; a budget other than the config's gets the folder OUT/TASK-BACKBONE-"
         "Niters). Finished runs are reused and interrupted ones resumed, "
