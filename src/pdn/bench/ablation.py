@@ -244,29 +244,26 @@ def inference_costs(
     """For each key: the parameters of its deployed model (no auxiliary head), the model's median
     CPU latency in ms on one input of the first held-out image's size (1, 3, H, W), and that (H, W).
 
-    The models are timed against each other, round by round (:func:`time_interleaved`), so that a
-    slow stretch of the machine does not land on one row of the table.
+    The keys' overrides differ in the model only, so the held-out data is read once, from the first
+    key's config. The models are timed against each other, round by round
+    (:func:`time_interleaved`), so that a slow stretch of the machine does not land on one row.
     """
+    configs = {key: load_config(config, overrides) for key, overrides in overrides_by_key.items()}
+    data = next(iter(configs.values())).data
+    dataset = build_dataset(data.name, root=data.root, split=data.val_split, **dict(data.options))
+    height, width = (int(side) for side in dataset[0][0].shape[-2:])
+    x = torch.randn(1, 3, height, width)
     models: dict[str, nn.Module] = {}
-    sizes: dict[str, tuple[int, int]] = {}
-    inputs: dict[str, torch.Tensor] = {}
-    for key, overrides in overrides_by_key.items():
-        cfg = load_config(config, overrides)
-        dataset = build_dataset(
-            cfg.data.name, root=cfg.data.root, split=cfg.data.val_split, **dict(cfg.data.options)
-        )
-        height, width = dataset[0][0].shape[-2:]
+    for key, cfg in configs.items():
         kwargs = model_kwargs(cfg, len(dataset.classes))
         kwargs["aux"] = False
         kwargs.pop("backbone_weights", None)  # random weights time the same
         models[key] = build_model(**kwargs).eval()
-        sizes[key] = (int(height), int(width))
-        inputs[key] = torch.randn(1, 3, height, width)
-    calls = {key: forward_call(models[key], inputs[key]) for key in models}
+    calls = {key: forward_call(model, x) for key, model in models.items()}
     timings = time_interleaved(calls, torch.device("cpu"), warmup=warmup, repeats=repeats)
     return {
-        key: (count_parameters(models[key]), 1000 * timings[key].median, sizes[key])
-        for key in models
+        key: (count_parameters(model), 1000 * timings[key].median, (height, width))
+        for key, model in models.items()
     }
 
 

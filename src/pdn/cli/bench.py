@@ -186,12 +186,12 @@ def _register_ablation(actions: Any) -> None:
         description="Train every variant on TASK with the same backbone, data, optimizer, "
         "iterations and seeds (each run is 'pdn train' in a subprocess, into OUT/TASK-BACKBONE/"
         "VARIANT/seedN), score the final weights on held-out data, time the deployed models on one "
-        "held-out image on the CPU, round by round against each other, and print a Markdown table (also written to OUT/TASK-BACKBONE/"
-        "results.json and table.md, which keep the rows of earlier calls with other variants and "
-        "the same seeds; a budget other than the config's gets the folder OUT/TASK-BACKBONE-"
-        "Niters). Finished runs are reused and interrupted ones resumed, "
-        "so running the command again continues an interrupted ablation, and running it again "
-        f"with every variant re-times them all under the same conditions. Variants: {variants}.",
+        "held-out image on the CPU, round by round against each other, and print a Markdown table "
+        "(also written to OUT/TASK-BACKBONE/results.json and table.md, which keep the rows of "
+        "earlier calls with other variants and the same seeds; a budget other than the config's "
+        "gets the folder OUT/TASK-BACKBONE-Niters). Finished runs are reused and interrupted ones "
+        "resumed, so running the command again continues an interrupted ablation, and running it "
+        f"again with every variant re-times them all under the same conditions. Variants: {variants}.",
     )
     ablation.add_argument(
         "task",
