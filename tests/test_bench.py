@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pdn.bench.ablation import VARIANTS, markdown_table, select_variants
-from pdn.bench.speed import dense_conv_flops, diffusion_flops, fit_exponent
+from pdn.bench.speed import Budget, dense_conv_flops, diffusion_flops, fit_exponent, measure
 from pdn.bench.timing import time_interleaved, training_memory
 from pdn.cli.main import main
 from pdn.errors import ConfigError
@@ -64,6 +64,20 @@ def test_interleaved_timing_calls_each_once_per_round_starting_one_further_on() 
     assert "".join(order) == "abc" + "bca" + "cab" + "abc"
     assert sorted(timings) == ["a", "b", "c"]
     assert all(len(timing.seconds) == 3 for timing in timings.values())
+
+
+@pytest.mark.parametrize("seconds,rounds", [(0.0, 3), (1e9, 20)])
+def test_speed_measure_times_every_competitor_for_the_same_rounds(
+    seconds: float, rounds: int
+) -> None:
+    """One sizing round, ``warmup - 1`` untimed rounds, then the budget's rounds clamped to
+    ``[min_repeats, max_repeats]``, every call once in each."""
+    order: list[str] = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "ab"}
+    budget = Budget(seconds=seconds, warmup=2, min_repeats=3, max_repeats=20)
+    timings = measure(calls, torch.device("cpu"), budget)
+    assert order.count("a") == order.count("b") == 1 + 1 + rounds
+    assert [len(timings[name].seconds) for name in "ab"] == [rounds, rounds]
 
 
 def test_ablation_variants_cover_the_issue() -> None:

@@ -10,17 +10,19 @@ with and against the machine's practical limit. Four sections, each a Markdown t
 - ``scaling``: PDN's end-to-end latency at several input sizes and the fitted exponent ``a`` of
   ``latency ~ pixels ** a``.
 
-Latencies are medians after warm-up; the number of timed runs adapts to a time budget per
-measurement (at least ``min_repeats``). FLOPs count multiply and add as two; the stack's are its
-useful FLOPs (the zero taps between the atrous rates, which the grouped ``conv1d`` also multiplies,
-are not counted).
+Latencies are medians after warm-up. What a table compares (the modules of one feature map, the
+stack, the conv and the GEMM, the end-to-end models, the scaling models at one input size) is timed
+round by round against each other, so a slow stretch of the machine falls on every one alike; the
+number of rounds adapts to a time budget per call (at least ``min_repeats``). FLOPs count multiply
+and add as two; the stack's are its useful FLOPs (the zero taps between the atrous rates, which the
+grouped ``conv1d`` also multiplies, are not counted).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,7 @@ from .timing import (
     Timing,
     count_parameters,
     forward_call,
-    time_calls,
+    time_interleaved,
     training_call,
     training_memory,
 )
@@ -45,8 +47,8 @@ MIB = 2**20
 
 @dataclass(frozen=True)
 class Budget:
-    """How long to time: ``warmup`` untimed calls, then as many timed ones as fit in ``seconds``
-    (between ``min_repeats`` and ``max_repeats``)."""
+    """How long to time: ``warmup`` untimed rounds, then as many timed ones as fit in ``seconds``
+    per call of a round (between ``min_repeats`` and ``max_repeats`` rounds)."""
 
     seconds: float = 5.0
     warmup: int = 2
@@ -54,12 +56,16 @@ class Budget:
     max_repeats: int = 20
 
 
-def measure(call: Callable[[], object], device: torch.device, budget: Budget) -> Timing:
-    """Median-ready timings of ``call()``; the first warm-up call sizes the number of repeats."""
-    first = time_calls(call, device, warmup=0, repeats=1).median
-    fits = int(budget.seconds / max(first, 1e-6))
+def measure(
+    calls: Mapping[str, Callable[[], object]], device: torch.device, budget: Budget
+) -> dict[str, Timing]:
+    """Median-ready timings of each of ``calls``, timed round by round against each other (see
+    :func:`time_interleaved`); the first warm-up round sizes the number of timed rounds."""
+    first = time_interleaved(calls, device, warmup=0, repeats=1)
+    round_seconds = sum(timing.median for timing in first.values())
+    fits = int(budget.seconds * len(calls) / max(round_seconds, 1e-6))
     repeats = max(budget.min_repeats, min(budget.max_repeats, fits))
-    return time_calls(call, device, warmup=max(0, budget.warmup - 1), repeats=repeats)
+    return time_interleaved(calls, device, warmup=max(0, budget.warmup - 1), repeats=repeats)
 
 
 def context_modules(channels: int, num_classes: int) -> dict[str, nn.Module]:
@@ -116,23 +122,32 @@ def run_heads(
     rows = []
     for size in sizes:
         for batch in batches:
-            for name, module in context_modules(channels, num_classes).items():
-                module = module.to(device)
-                torch.manual_seed(0)
-                x = torch.randn(batch, channels, size, size, device=device)
-                forward = measure(forward_call(module.eval(), x), device, budget)
+            modules = {
+                name: module.to(device)
+                for name, module in context_modules(channels, num_classes).items()
+            }
+            torch.manual_seed(0)
+            x = torch.randn(batch, channels, size, size, device=device)
+            for module in modules.values():
+                module.eval()
+            forward = measure(
+                {name: forward_call(module, x) for name, module in modules.items()}, device, budget
+            )
+            for module in modules.values():
                 module.train()
-                train = measure(training_call(module, x), device, budget)
-                memory = training_memory(module, x)
+            train = measure(
+                {name: training_call(module, x) for name, module in modules.items()}, device, budget
+            )
+            for name, module in modules.items():
                 row = {
                     "module": name,
                     "size": size,
                     "batch": batch,
                     "channels": channels,
                     "parameters": count_parameters(module),
-                    "forward_ms": _ms(forward),
-                    "train_ms": _ms(train),
-                    "memory_mib": memory / MIB,
+                    "forward_ms": _ms(forward[name]),
+                    "train_ms": _ms(train[name]),
+                    "memory_mib": training_memory(module, x) / MIB,
                 }
                 rows.append(row)
                 log(heads_table([row], header=False))
@@ -160,12 +175,17 @@ def run_efficiency(
         if compiled:  # compile outside the timed calls, in the mode they run in
             forward_call(stack, x)()
             forward_call(conv, x)()
-        stack_time = measure(forward_call(stack, x), device, budget).median
-        conv_time = measure(forward_call(conv, x), device, budget).median
         # The matrix product a 1x1 conv (C -> 4C) does on this input: the GEMM reference.
         weight = torch.randn(4 * channels, channels, device=device)
         columns = torch.randn(channels, batch * size * size, device=device)
-        gemm_time = measure(functools.partial(torch.matmul, weight, columns), device, budget).median
+        calls = {
+            "stack": forward_call(stack, x),
+            "conv": forward_call(conv, x),
+            "gemm": functools.partial(torch.matmul, weight, columns),
+        }
+        timings = measure(calls, device, budget)
+        stack_time, conv_time = timings["stack"].median, timings["conv"].median
+        gemm_time = timings["gemm"].median
         stack_flops = batch * sum(diffusion_flops(layer, size, size) for layer in stack.layers)
         conv_flops = batch * dense_conv_flops(channels, size, size)
         gemm_flops = 2 * weight.shape[0] * columns.numel()
@@ -197,21 +217,22 @@ def _model(arch: str, backbone: str, device: torch.device) -> nn.Module:
 def run_end_to_end(
     archs: Sequence[str], backbone: str, size: int, *, device: torch.device, budget: Budget
 ) -> list[dict[str, Any]]:
-    """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²."""
-    rows = []
-    for arch in archs:
-        model = _model(arch, backbone, device)
-        x = torch.randn(1, 3, size, size, device=device)
-        timing = measure(forward_call(model, x), device, budget)
-        rows.append(
-            {
-                "model": f"{arch}-{backbone}",
-                "size": size,
-                "parameters": count_parameters(model),
-                "forward_ms": _ms(timing),
-            }
-        )
-    return rows
+    """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²,
+    all on one input, timed round by round against each other."""
+    models = {arch: _model(arch, backbone, device) for arch in archs}
+    x = torch.randn(1, 3, size, size, device=device)
+    timings = measure(
+        {arch: forward_call(model, x) for arch, model in models.items()}, device, budget
+    )
+    return [
+        {
+            "model": f"{arch}-{backbone}",
+            "size": size,
+            "parameters": count_parameters(model),
+            "forward_ms": _ms(timings[arch]),
+        }
+        for arch, model in models.items()
+    ]
 
 
 def fit_exponent(pixels: Sequence[float], seconds: Sequence[float]) -> float:
@@ -224,18 +245,34 @@ def fit_exponent(pixels: Sequence[float], seconds: Sequence[float]) -> float:
 
 
 def run_scaling(
-    arch: str, backbone: str, sizes: Sequence[int], *, device: torch.device, budget: Budget
-) -> dict[str, Any]:
-    """Forward latency of ``arch``-``backbone`` at each ``size``² and the fitted exponent."""
-    model = _model(arch, backbone, device)
-    points = []
+    archs: Sequence[str],
+    backbone: str,
+    sizes: Sequence[int],
+    *,
+    device: torch.device,
+    budget: Budget,
+) -> list[dict[str, Any]]:
+    """Forward latency of each ``arch``-``backbone`` at each ``size``² (the models timed round by
+    round against each other at each size) and each one's fitted exponent."""
+    models = {arch: _model(arch, backbone, device) for arch in archs}
+    points: dict[str, list[dict[str, Any]]] = {arch: [] for arch in archs}
     for size in sizes:
         x = torch.randn(1, 3, size, size, device=device)
-        points.append(
-            {"size": size, "forward_ms": _ms(measure(forward_call(model, x), device, budget))}
+        timings = measure(
+            {arch: forward_call(model, x) for arch, model in models.items()}, device, budget
         )
-    exponent = fit_exponent([p["size"] ** 2 for p in points], [p["forward_ms"] for p in points])
-    return {"model": f"{arch}-{backbone}", "points": points, "exponent": exponent}
+        for arch in archs:
+            points[arch].append({"size": size, "forward_ms": _ms(timings[arch])})
+    return [
+        {
+            "model": f"{arch}-{backbone}",
+            "points": points[arch],
+            "exponent": fit_exponent(
+                [p["size"] ** 2 for p in points[arch]], [p["forward_ms"] for p in points[arch]]
+            ),
+        }
+        for arch in archs
+    ]
 
 
 HEADS_HEADER = [

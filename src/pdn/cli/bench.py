@@ -164,10 +164,9 @@ def run_speed(args: argparse.Namespace) -> int:
         results["e2e"] = rows
         print(bench.end_to_end_table(rows) + "\n", flush=True)
     if "scaling" in args.sections:
-        scaling = [
-            bench.run_scaling(arch, args.backbone, args.scaling_sizes, device=device, budget=budget)
-            for arch in args.scaling_archs
-        ]
+        scaling = bench.run_scaling(
+            args.scaling_archs, args.backbone, args.scaling_sizes, device=device, budget=budget
+        )
         results["scaling"] = scaling
         print(bench.scaling_table(scaling) + "\n", flush=True)
     if args.json:
