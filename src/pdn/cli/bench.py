@@ -63,7 +63,9 @@ def _register_speed(actions: Any) -> None:
         "autograd saves); (efficiency) the stack's achieved GFLOP/s over a dense 3x3 conv's of "
         "the same width; (e2e) PDN against ASPP end to end; (scaling) PDN's latency at several "
         "input sizes, beside fcn on the same backbone, and the fitted exponents of latency ~ "
-        "pixels ** a. Prints Markdown tables.",
+        "pixels ** a. What a table compares (the modules on one map; the stack, the conv and "
+        "the GEMM; the models at one input size) is timed round by round against each other, so "
+        "a slow stretch of the machine falls on all of them alike. Prints Markdown tables.",
     )
     speed.add_argument(
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default: all"
@@ -99,7 +101,7 @@ def _register_speed(actions: Any) -> None:
         "--budget",
         type=float,
         default=5.0,
-        help="seconds of timed runs per measurement, at least 3 runs (default: 5)",
+        help="seconds of timed calls per competitor, at least 3 rounds (default: 5)",
     )
     speed.add_argument(
         "--compile",
