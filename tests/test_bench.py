@@ -12,7 +12,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pdn.bench.ablation import VARIANTS, markdown_table, select_variants
-from pdn.bench.speed import Budget, dense_conv_flops, diffusion_flops, fit_exponent, measure
+from pdn.bench.speed import (
+    Budget,
+    dense_conv_flops,
+    diffusion_flops,
+    fit_exponent,
+    measure,
+    run_scaling,
+)
 from pdn.bench.timing import time_interleaved, training_memory
 from pdn.cli.main import main
 from pdn.errors import ConfigError
@@ -78,6 +85,15 @@ def test_speed_measure_times_every_competitor_for_the_same_rounds(
     timings = measure(calls, torch.device("cpu"), budget)
     assert order.count("a") == order.count("b") == 1 + 1 + rounds
     assert [len(timings[name].seconds) for name in "ab"] == [rounds, rounds]
+
+
+def test_speed_scaling_measures_an_arch_named_twice_once() -> None:
+    budget = Budget(seconds=0.0, warmup=1, min_repeats=1, max_repeats=1)
+    results = run_scaling(
+        ["fcn", "fcn"], "tiny", [32, 48], device=torch.device("cpu"), budget=budget
+    )
+    assert [result["model"] for result in results] == ["fcn-tiny"]
+    assert [point["size"] for point in results[0]["points"]] == [32, 48]
 
 
 def test_ablation_variants_cover_the_issue() -> None:

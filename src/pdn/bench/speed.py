@@ -218,7 +218,8 @@ def run_end_to_end(
     archs: Sequence[str], backbone: str, size: int, *, device: torch.device, budget: Budget
 ) -> list[dict[str, Any]]:
     """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²,
-    all on one input, timed round by round against each other."""
+    all on one input, timed round by round against each other; an arch named twice is measured
+    once."""
     models = {arch: _model(arch, backbone, device) for arch in archs}
     x = torch.randn(1, 3, size, size, device=device)
     timings = measure(
@@ -253,7 +254,8 @@ def run_scaling(
     budget: Budget,
 ) -> list[dict[str, Any]]:
     """Forward latency of each ``arch``-``backbone`` at each ``size``² (the models timed round by
-    round against each other at each size) and each one's fitted exponent."""
+    round against each other at each size) and each one's fitted exponent; an arch named twice
+    is measured once."""
     models = {arch: _model(arch, backbone, device) for arch in archs}
     points: dict[str, list[dict[str, Any]]] = {arch: [] for arch in archs}
     for size in sizes:
@@ -261,17 +263,17 @@ def run_scaling(
         timings = measure(
             {arch: forward_call(model, x) for arch, model in models.items()}, device, budget
         )
-        for arch in archs:
-            points[arch].append({"size": size, "forward_ms": _ms(timings[arch])})
+        for arch, arch_points in points.items():
+            arch_points.append({"size": size, "forward_ms": _ms(timings[arch])})
     return [
         {
             "model": f"{arch}-{backbone}",
-            "points": points[arch],
+            "points": arch_points,
             "exponent": fit_exponent(
-                [p["size"] ** 2 for p in points[arch]], [p["forward_ms"] for p in points[arch]]
+                [p["size"] ** 2 for p in arch_points], [p["forward_ms"] for p in arch_points]
             ),
         }
-        for arch in archs
+        for arch, arch_points in points.items()
     ]
 
 

@@ -192,7 +192,8 @@ def _register_ablation(actions: Any) -> None:
         "earlier calls with other variants and the same seeds; a budget other than the config's "
         "gets the folder OUT/TASK-BACKBONE-Niters). Finished runs are reused and interrupted ones "
         "resumed, so running the command again continues an interrupted ablation, and running it "
-        f"again with every variant re-times them all under the same conditions. Variants: {variants}.",
+        "again with every variant re-times them all under the same conditions. "
+        f"Variants: {variants}.",
     )
     ablation.add_argument(
         "task",
