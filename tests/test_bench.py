@@ -22,6 +22,7 @@ from pdn.bench.speed import (
 )
 from pdn.bench.timing import time_interleaved, training_memory
 from pdn.cli.main import main
+from pdn.engine.config import load_config
 from pdn.errors import ConfigError
 from pdn.models import DiffusionLayer
 
@@ -150,6 +151,32 @@ def test_ablation_calls_with_other_variants_build_one_table(tmp_path, capsys) ->
     assert [row["name"] for row in rows] == ["fcn"] and list(rows[0]["scores"]) == ["0"]
     assert main([*base[:-4], "--iters", "0", "--out", str(tmp_path)]) == 2
     assert "at least one training iteration" in capsys.readouterr().err
+
+
+def test_ablation_recipe_reaches_every_run_and_keeps_its_own_folder(tmp_path, capsys) -> None:
+    """--set changes the recipe of every run (the run's saved config holds it) and its runs land in
+    a folder of their own; a model key, a key with its own option or an unknown key is refused
+    before anything trains."""
+    base = ["bench", "ablation", "nuclei", "--iters", "2", "--seeds", "0", "--out", str(tmp_path)]
+    argv = [*base, "--variants", "fcn", "--set", "train.aux_weight=0", "train.lr=0.0005"]
+    assert main(argv) == 0
+    folder = tmp_path / "nuclei-tiny-2iters-train.aux_weight=0-train.lr=0.0005"
+    saved = load_config(folder / "fcn" / "seed0" / "config.yaml")
+    assert saved.train.aux_weight == 0 and saved.train.lr == pytest.approx(0.0005)
+    assert json.loads((folder / "results.json").read_text())["recipe"] == [
+        "train.aux_weight=0",
+        "train.lr=0.0005",
+    ]
+    assert "recipe train.aux_weight=0 train.lr=0.0005" in capsys.readouterr().out
+    for bad, message in (
+        ("model.arch=fcn", "must change train.* or data.*"),
+        ("train.seed=3", "with --seeds"),
+        ("train.aux_weigth=0", "did you mean"),
+        ("train.lr", "is not KEY=VALUE"),
+    ):
+        assert main([*base, "--set", bad]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == [folder.name]
 
 
 def test_speed_command_prints_every_section(capsys) -> None:

@@ -13,6 +13,7 @@ The score of a run is the mIoU of its final weights on held-out data: the contex
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -198,8 +199,39 @@ class Row:
         return statistics.stdev(self.scores.values()) if len(self.scores) > 1 else 0.0
 
 
+# Recipe keys with an option of their own, and the sections the variants and backbones set.
+_RECIPE_KEYS_WITH_OPTIONS = {"train.iters": "--iters", "train.seed": "--seeds"}
+_RECIPE_SECTIONS = ("train.", "data.")
+
+
+def check_recipe(recipe: Sequence[str]) -> None:
+    """Raise ``ConfigError`` unless every item is a ``train.*`` or ``data.*`` ``KEY=VALUE``
+    override that no ablation option owns (``model.*`` is what the variants and backbones set)."""
+    for item in recipe:
+        key = item.split("=", 1)[0].strip()
+        if "=" not in item or not key:
+            raise ConfigError(f"recipe override {item!r} is not KEY=VALUE (train.lr=0.001)")
+        if key in _RECIPE_KEYS_WITH_OPTIONS:
+            raise ConfigError(f"set {key} with {_RECIPE_KEYS_WITH_OPTIONS[key]}, not as a recipe")
+        if not key.startswith(_RECIPE_SECTIONS):
+            raise ConfigError(
+                f"recipe override {item!r} must change train.* or data.*: the variants and "
+                "--backbone set the model"
+            )
+
+
+def recipe_suffix(recipe: Sequence[str]) -> str:
+    """The folder-name part that keeps runs of another recipe apart: ``-train.aux_weight=0``."""
+    return "".join("-" + re.sub(r"[^A-Za-z0-9._=+-]", "_", item.strip()) for item in recipe)
+
+
 def overrides_for(
-    task: Task, backbone: str, variant: Variant, seed: int, iters: int | None
+    task: Task,
+    backbone: str,
+    variant: Variant,
+    seed: int,
+    iters: int | None,
+    recipe: Sequence[str] = (),
 ) -> list[str]:
     """All ``KEY=VALUE`` overrides of one run, on top of ``task.config``."""
     if backbone not in BACKBONE_OVERRIDES:
@@ -209,6 +241,7 @@ def overrides_for(
     extra = [f"train.iters={iters}"] if iters else []
     return [
         *task.overrides,
+        *recipe,
         *BACKBONE_OVERRIDES[backbone],
         *variant.overrides,
         f"train.seed={seed}",
@@ -274,15 +307,20 @@ def run_ablation(
     seeds: Sequence[int] = (0, 1, 2),
     variants: Sequence[str] | None = None,
     iters: int | None = None,
+    recipe: Sequence[str] = (),
     out: str | Path = "runs/ablation",
     log: Any = print,
 ) -> list[Row]:
     """Train and score every selected variant on ``task_name`` for each seed; see the module doc.
 
+    ``recipe`` holds ``train.*`` or ``data.*`` overrides that every run of this call shares
+    (``train.aux_weight=0``), on top of the task's.
+
     Writes ``results.json`` and ``table.md`` into ``OUT/<task>-<backbone>`` (with ``-<N>iters``
-    appended when ``iters`` is not the config's) and returns their rows in the table's order: those
-    measured now and those that earlier calls with other variants and the same seeds left there, so
-    running the variants in several calls builds one table. Rows from other seeds are dropped from
+    appended when ``iters`` is not the config's, and ``-KEY=VALUE`` for each recipe override) and
+    returns their rows in the table's order: those measured now and those that earlier calls with
+    other variants and the same seeds left there, so running the variants in several calls builds
+    one table. Rows from other seeds are dropped from
     the files (their runs stay on disk).
     """
     if task_name not in TASKS:
@@ -295,10 +333,13 @@ def run_ablation(
     if iters is not None and iters < 1:
         raise ConfigError(f"the ablation needs at least one training iteration, got {iters}")
     task = TASKS[task_name]
+    check_recipe(recipe)
+    load_config(task.config, [*task.overrides, *recipe])  # an unknown key or bad value fails here
     default_iters = int(load_config(task.config, task.overrides).train.iters)
     budget = iters or default_iters
-    # A run directory is reused once it has metrics.json, so another budget needs its own folder.
-    suffix = f"-{budget}iters" if budget != default_iters else ""
+    # A run directory is reused once it has metrics.json, so another budget or recipe needs its own
+    # folder.
+    suffix = (f"-{budget}iters" if budget != default_iters else "") + recipe_suffix(recipe)
     folder = Path(out) / f"{task_name}-{backbone}{suffix}"
     selected = select_variants(variants)
     scores: dict[str, dict[int, float]] = {}
@@ -306,7 +347,7 @@ def run_ablation(
     for variant in selected:
         scores[variant.key], extra[variant.key] = {}, {}
         for seed in seeds:
-            overrides = overrides_for(task, backbone, variant, seed, iters)
+            overrides = overrides_for(task, backbone, variant, seed, iters, recipe)
             metrics = train_run(task.config, overrides, folder / variant.key / f"seed{seed}")
             scores[variant.key][seed] = float(metrics["mIoU"])
             for name, values in metrics["per_class"].items():
@@ -315,7 +356,7 @@ def run_ablation(
             log(f"{task_name}/{backbone} {variant.name} seed {seed}: mIoU {metrics['mIoU']:.4f}")
     costs = inference_costs(
         task.config,
-        {v.key: overrides_for(task, backbone, v, seeds[0], iters) for v in selected},
+        {v.key: overrides_for(task, backbone, v, seeds[0], iters, recipe) for v in selected},
     )
     threads = torch.get_num_threads()
     rows = [
@@ -334,6 +375,7 @@ def run_ablation(
                 "backbone": backbone,
                 "seeds": list(seeds),
                 "iters": budget,
+                "recipe": list(recipe),
                 "rows": [row.__dict__ | {"mean": row.mean, "std": row.std} for row in rows],
             },
             indent=2,

@@ -190,7 +190,8 @@ def _register_ablation(actions: Any) -> None:
         "held-out image on the CPU, round by round against each other, and print a Markdown table "
         "(also written to OUT/TASK-BACKBONE/results.json and table.md, which keep the rows of "
         "earlier calls with other variants and the same seeds; a budget other than the config's "
-        "gets the folder OUT/TASK-BACKBONE-Niters). Finished runs are reused and interrupted ones "
+        "gets the folder OUT/TASK-BACKBONE-Niters, a recipe changed with --set the folder "
+        "OUT/TASK-BACKBONE-KEY=VALUE). Finished runs are reused and interrupted ones "
         "resumed, so running the command again continues an interrupted ablation, and running it "
         "again with every variant re-times them all under the same conditions. "
         f"Variants: {variants}.",
@@ -220,6 +221,15 @@ def _register_ablation(actions: Any) -> None:
         "--iters", type=int, default=None, help="training iterations (default: the config's)"
     )
     ablation.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="recipe",
+        help="change the training recipe of every run, e.g. train.aux_weight=0 or train.lr=0.001 "
+        "(train.* or data.* keys; the variants set model.*)",
+    )
+    ablation.add_argument(
         "--out", default="runs/ablation", metavar="DIR", help="default: runs/ablation"
     )
     ablation.set_defaults(func=run_ablation)
@@ -235,9 +245,14 @@ def run_ablation(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         variants=args.variants,
         iters=args.iters,
+        recipe=args.recipe,
         out=args.out,
     )
-    print(f"\n{TASKS[args.task].description}; backbone {args.backbone}\n\n{markdown_table(rows)}")
+    recipe = f"; recipe {' '.join(args.recipe)}" if args.recipe else ""
+    print(
+        f"\n{TASKS[args.task].description}; backbone {args.backbone}{recipe}\n\n"
+        f"{markdown_table(rows)}"
+    )
     return 0
 
 
