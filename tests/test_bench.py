@@ -158,7 +158,7 @@ def test_ablation_recipe_reaches_every_run_and_keeps_its_own_folder(tmp_path, ca
     a folder of their own; a model key, a key with its own option or an unknown key is refused
     before anything trains."""
     base = ["bench", "ablation", "nuclei", "--iters", "2", "--seeds", "0", "--out", str(tmp_path)]
-    argv = [*base, "--variants", "fcn", "--set", "train.aux_weight=0", "train.lr=0.0005"]
+    argv = [*base, "--variants", "fcn", "--set", "train.aux_weight=0", "--set", "train.lr=0.0005"]
     assert main(argv) == 0
     folder = tmp_path / "nuclei-tiny-2iters-train.aux_weight=0-train.lr=0.0005"
     saved = load_config(folder / "fcn" / "seed0" / "config.yaml")

@@ -222,12 +222,12 @@ def _register_ablation(actions: Any) -> None:
     )
     ablation.add_argument(
         "--set",
-        nargs="+",
+        action="append",
         default=[],
         metavar="KEY=VALUE",
         dest="recipe",
-        help="change the training recipe of every run, e.g. train.aux_weight=0 or train.lr=0.001 "
-        "(train.* or data.* keys; the variants set model.*)",
+        help="change the training recipe of every run, e.g. --set train.aux_weight=0 (repeat it "
+        "for several keys; train.* or data.* keys, the variants set model.*)",
     )
     ablation.add_argument(
         "--out", default="runs/ablation", metavar="DIR", help="default: runs/ablation"
