@@ -15,6 +15,9 @@ from pdn.cli.main import main
 from pdn.engine import checkpoint as ck
 from pdn.engine import seeding
 from pdn.engine import trainer as trainer_module
+from pdn.errors import CheckpointError
+from pdn.models import build_model
+from pdn.models.weights import load_matching_weights
 
 # A few seconds on 2 CPU cores: 64 px context scenes, 2 images per step.
 TINY = [
@@ -101,6 +104,37 @@ def test_resume_of_a_finished_run_continues_with_more_iterations(tmp_path):
     assert _train(tmp_path, "data.val_split=null") == 0
     assert _train(tmp_path, "data.val_split=null", "train.iters=6", resume=True) == 0
     assert ck.load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 6
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
+    """With lr 1e-30 a run started from another run's last.pt ends with that run's weights (BatchNorm
+    statistics aside, which move in training mode); a missing file is a one-line error."""
+    assert _train(tmp_path, "data.val_split=null", out="first") == 0
+    first = ck.load_checkpoint(tmp_path / "first" / "last.pt")["model"]
+    source = str(tmp_path / "first" / "last.pt")
+    extra = ("data.val_split=null", "train.lr=1e-30", "train.seed=5", f"train.init_from={source}")
+    assert _train(tmp_path, *extra, out="second") == 0
+    assert f"tensors from {source}" in capsys.readouterr().err
+    second = ck.load_checkpoint(tmp_path / "second" / "last.pt")["model"]
+    learned = [k for k in first if not k.endswith(("running_mean", "running_var", "tracked"))]
+    assert all(torch.allclose(first[k], second[k], rtol=0, atol=1e-20) for k in learned)
+    assert _train(tmp_path, "train.init_from=nowhere.pt", out="third") == 2
+    assert "nowhere.pt: weights file not found" in capsys.readouterr().err
+
+
+def test_load_matching_weights_leaves_another_class_count_at_its_initialisation():
+    """Fine-tuning to another class count: everything but the classifier is copied, and the
+    classifier is named with both shapes; weights of another architecture do not load at all."""
+    source = build_model("fcn", 5, backbone="tiny", channels=16, aux=False)
+    target = build_model("fcn", 3, backbone="tiny", channels=16, aux=False)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    loaded, kept = load_matching_weights(target, source.state_dict(), "five.pt")
+    assert kept and all("(file (5," in k for k in kept)
+    for key, value in target.state_dict().items():
+        expected = source.state_dict()[key] if key in loaded else before[key]
+        assert torch.equal(value, expected)
+    with pytest.raises(CheckpointError, match="other.pt: no tensor matches"):
+        load_matching_weights(target, {"encoder.w": torch.zeros(2)}, "other.pt")
 
 
 def test_data_errors_are_one_line(tmp_path, capsys):

@@ -87,6 +87,9 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True  # mixed precision (CUDA only; ignored on the CPU)
     freeze_bn: bool = False  # BatchNorm layers use running statistics (small per-process batches)
+    # Start from these weights (a pdn checkpoint or a state dict, file or URL): every tensor whose
+    # name and shape match; the rest keep their initialisation. Ignored by --resume.
+    init_from: str | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 

@@ -336,6 +336,8 @@ class _Run:
                 raise CheckpointError(
                     f"checkpoint weights do not fit the model ({str(error).splitlines()[0]})"
                 ) from None
+        elif tcfg.init_from:
+            self._initialise_from(str(tcfg.init_from))
         seeding.seed_process(tcfg.seed, context.rank)
 
         self.train_transform = train_transforms(
@@ -362,6 +364,15 @@ class _Run:
         self.last_metrics: dict[str, Any] | None = None
         if resume is not None:
             self._restore(resume)
+
+    def _initialise_from(self, source: str) -> None:
+        from ..models.weights import load_matching_weights, load_state_dict
+
+        loaded, kept = load_matching_weights(self.model, load_state_dict(source), source)
+        if self.context.rank == 0:
+            left = f"; left at their initialisation: {', '.join(kept[:5])}" if kept else ""
+            more = f" (+{len(kept) - 5} more)" if len(kept) > 5 else ""
+            print(f"pdn train: {len(loaded)} tensors from {source}{left}{more}", file=sys.stderr)
 
     # -- checkpoints -------------------------------------------------------------------------
 

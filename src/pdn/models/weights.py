@@ -86,3 +86,28 @@ def load_weights_strict(
             f"{source}: not a {type(model).__name__} state dict: {'; '.join(problems)}"
         )
     model.load_state_dict(state, strict=True)
+
+
+def load_matching_weights(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str
+) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``state`` whose name and shape match one of ``model`` (fine-tuning from
+    another run: a classifier for another class count is left at its initialisation).
+
+    Returns the names loaded and a description of each tensor of the model left as it was. Raises
+    :class:`~pdn.errors.CheckpointError` naming ``source`` when nothing matches.
+    """
+    expected = model.state_dict()
+    loaded = {k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape}
+    if not loaded:
+        raise CheckpointError(
+            f"{source}: no tensor matches the model by name and shape (file keys: "
+            f"{_describe_keys(state)}; model keys: {_describe_keys(expected)})"
+        )
+    kept = [
+        f"{k} (file {tuple(state[k].shape)} vs model {tuple(v.shape)})" if k in state else k
+        for k, v in expected.items()
+        if k not in loaded and not k.endswith("num_batches_tracked")
+    ]
+    model.load_state_dict(loaded, strict=False)
+    return sorted(loaded), kept
