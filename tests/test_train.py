@@ -108,7 +108,8 @@ def test_resume_of_a_finished_run_continues_with_more_iterations(tmp_path):
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
     """With lr 1e-30 a run started from another run's last.pt ends with that run's weights (BatchNorm
-    statistics aside, which move in training mode); a missing file is a one-line error."""
+    statistics aside, which move in training mode); a missing or unreadable file is a one-line
+    error."""
     assert _train(tmp_path, "data.val_split=null", out="first") == 0
     first = ck.load_checkpoint(tmp_path / "first" / "last.pt")["model"]
     source = str(tmp_path / "first" / "last.pt")
@@ -120,6 +121,11 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
     assert all(torch.allclose(first[k], second[k], rtol=0, atol=1e-20) for k in learned)
     assert _train(tmp_path, "train.init_from=nowhere.pt", out="third") == 2
     assert "nowhere.pt: weights file not found" in capsys.readouterr().err
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not weights\n")
+    assert _train(tmp_path, f"train.init_from={notes}", out="fourth") == 2
+    err = capsys.readouterr().err
+    assert f"{notes}: corrupt or not a weights file" in err and len(err.strip().splitlines()) == 1
 
 
 def test_load_matching_weights_leaves_another_class_count_at_its_initialisation():

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..models.weights import load_data_file
 
 FORMAT = "pdn-checkpoint/1"
 
@@ -159,20 +159,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        text = str(error).strip()
-        # torch's weights-only failures open with generic advice; the cause follows this marker
-        marker = "WeightsUnpickler error:"
-        cause = text.split(marker, 1)[1].strip() if marker in text else text
-        first = cause.splitlines()[0].strip() if cause else type(error).__name__
-        refused = _unsupported_global(text) if isinstance(error, pickle.UnpicklingError) else None
-        if refused:
-            raise CheckpointError(
-                f"{path}: refused to load: holds more than plain data (a pickled {refused})"
-            ) from None
-        raise CheckpointError(f"{path}: corrupt or not a checkpoint ({first})") from None
+    payload = load_data_file(path, "checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: not a {FORMAT} file (format: {found!r})")
@@ -180,14 +167,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return payload
-
-
-def _unsupported_global(message: str) -> str | None:
-    """The class or function a weights-only load refused (``"torch.nn...Linear"``), if that was why."""
-    for line in message.splitlines():
-        if "Unsupported global: GLOBAL " in line:
-            return line.split("GLOBAL ", 1)[1].split(" ", 1)[0]
-    return None
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_config: Mapping[str, Any]) -> None:

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError
+
+
+def load_data_file(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure as one line naming ``path``;
+    ``what`` names the kind of file in the message (``"checkpoint"``)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        text = str(error).strip()
+        # torch's weights-only failures open with generic advice; the cause follows this marker
+        marker = "WeightsUnpickler error:"
+        cause = text.split(marker, 1)[1].strip() if marker in text else text
+        first = cause.splitlines()[0].strip() if cause else type(error).__name__
+        refused = _unsupported_global(text) if isinstance(error, pickle.UnpicklingError) else None
+        if refused:
+            raise CheckpointError(
+                f"{path}: refused to load: holds more than plain data (a pickled {refused})"
+            ) from None
+        raise CheckpointError(f"{path}: corrupt or not a {what} ({first})") from None
+
+
+def _unsupported_global(message: str) -> str | None:
+    """The class or function a weights-only load refused (``"torch.nn...Linear"``), if that was why."""
+    for line in message.splitlines():
+        if "Unsupported global: GLOBAL " in line:
+            return line.split("GLOBAL ", 1)[1].split(" ", 1)[0]
+    return None
 
 
 def load_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
@@ -25,10 +54,7 @@ def load_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
         path = Path(source).expanduser()
         if not path.is_file():
             raise CheckpointError(f"{path}: weights file not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for corrupt files
-            raise CheckpointError(f"{path}: not a readable state dict ({error})") from None
+        state = load_data_file(path, "weights file")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
