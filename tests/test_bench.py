@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pdn.bench.ablation import VARIANTS, markdown_table, select_variants
+from pdn.bench.ablation import TASKS, VARIANTS, markdown_table, overrides_for, select_variants
 from pdn.bench.speed import (
     Budget,
     dense_conv_flops,
@@ -168,6 +168,8 @@ def test_ablation_recipe_reaches_every_run_and_keeps_its_own_folder(tmp_path, ca
         "train.lr=0.0005",
     ]
     assert "recipe train.aux_weight=0 train.lr=0.0005" in capsys.readouterr().out
+    device = overrides_for(TASKS["nuclei"], "tiny", VARIANTS[0], 0, None, ["train.device=cuda"])
+    assert load_config("nuclei", device).train.device == "cuda"  # the recipe is not overridden
     for bad, message in (
         ("model.arch=fcn", "must change train.* or data.*"),
         ("train.seed=3", "with --seeds"),

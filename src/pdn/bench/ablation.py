@@ -241,12 +241,12 @@ def overrides_for(
     extra = [f"train.iters={iters}"] if iters else []
     return [
         *task.overrides,
-        *recipe,
         *BACKBONE_OVERRIDES[backbone],
         *variant.overrides,
         f"train.seed={seed}",
         "train.device=cpu",
         *extra,
+        *recipe,  # last, so that --set train.device=cuda is not overridden
     ]
 
 
@@ -320,8 +320,7 @@ def run_ablation(
     appended when ``iters`` is not the config's, and ``-KEY=VALUE`` for each recipe override) and
     returns their rows in the table's order: those measured now and those that earlier calls with
     other variants and the same seeds left there, so running the variants in several calls builds
-    one table. Rows from other seeds are dropped from
-    the files (their runs stay on disk).
+    one table. Rows from other seeds are dropped from the files (their runs stay on disk).
     """
     if task_name not in TASKS:
         raise ConfigError(
@@ -334,8 +333,8 @@ def run_ablation(
         raise ConfigError(f"the ablation needs at least one training iteration, got {iters}")
     task = TASKS[task_name]
     check_recipe(recipe)
-    load_config(task.config, [*task.overrides, *recipe])  # an unknown key or bad value fails here
-    default_iters = int(load_config(task.config, task.overrides).train.iters)
+    # An unknown key or bad value in the recipe fails here, before anything trains.
+    default_iters = int(load_config(task.config, [*task.overrides, *recipe]).train.iters)
     budget = iters or default_iters
     # A run directory is reused once it has metrics.json, so another budget or recipe needs its own
     # folder.

@@ -366,13 +366,12 @@ class _Run:
             self._restore(resume)
 
     def _initialise_from(self, source: str) -> None:
-        from ..models.weights import load_matching_weights, load_state_dict
+        from ..models.weights import describe_keys, load_matching_weights, load_state_dict
 
         loaded, kept = load_matching_weights(self.model, load_state_dict(source), source)
         if self.context.rank == 0:
-            left = f"; left at their initialisation: {', '.join(kept[:5])}" if kept else ""
-            more = f" (+{len(kept) - 5} more)" if len(kept) > 5 else ""
-            print(f"pdn train: {len(loaded)} tensors from {source}{left}{more}", file=sys.stderr)
+            left = f"; left at their initialisation: {describe_keys(kept)}" if kept else ""
+            print(f"pdn train: {len(loaded)} tensors from {source}{left}", file=sys.stderr)
 
     # -- checkpoints -------------------------------------------------------------------------
 

@@ -66,7 +66,8 @@ def load_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
 _SHOWN_KEYS = 5
 
 
-def _describe_keys(keys: Iterable[str]) -> str:
+def describe_keys(keys: Iterable[str]) -> str:
+    """The first few of ``keys`` in sorted order, with how many more there are."""
     keys = sorted(keys)
     shown = ", ".join(keys[:_SHOWN_KEYS])
     more = f" (+{len(keys) - _SHOWN_KEYS} more)" if len(keys) > _SHOWN_KEYS else ""
@@ -95,18 +96,16 @@ def load_weights_strict(
     missing = expected.keys() - state.keys()
     unexpected = state.keys() - expected.keys()
     if missing:
-        problems.append(f"missing keys {_describe_keys(missing)}")
+        problems.append(f"missing keys {describe_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys {_describe_keys(unexpected)}")
+        problems.append(f"unexpected keys {describe_keys(unexpected)}")
     mismatched = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
     if mismatched:
-        shown = ", ".join(mismatched[:_SHOWN_KEYS])
-        more = f" (+{len(mismatched) - _SHOWN_KEYS} more)" if len(mismatched) > _SHOWN_KEYS else ""
-        problems.append(f"shape mismatches (file vs model) {shown}{more}")
+        problems.append(f"shape mismatches (file vs model) {describe_keys(mismatched)}")
     if problems:
         raise CheckpointError(
             f"{source}: not a {type(model).__name__} state dict: {'; '.join(problems)}"
@@ -128,7 +127,7 @@ def load_matching_weights(
     if not loaded:
         raise CheckpointError(
             f"{source}: no tensor matches the model by name and shape (file keys: "
-            f"{_describe_keys(state)}; model keys: {_describe_keys(expected)})"
+            f"{describe_keys(state)}; model keys: {describe_keys(expected)})"
         )
     kept = [
         f"{k} (file {tuple(state[k].shape)} vs model {tuple(v.shape)})" if k in state else k
