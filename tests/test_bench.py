@@ -181,6 +181,32 @@ def test_ablation_recipe_reaches_every_run_and_keeps_its_own_folder(tmp_path, ca
     assert sorted(path.name for path in tmp_path.iterdir()) == [folder.name]
 
 
+def test_ablation_init_from_starts_each_run_from_its_first_stage(tmp_path, capsys) -> None:
+    """--init-from DIR starts each variant and seed from the run of the same variant and seed in
+    DIR, in a folder of its own; a missing first-stage run is refused before anything trains."""
+    base = ["bench", "ablation", "nuclei", "--iters", "2", "--seeds", "0", "--out", str(tmp_path)]
+    assert main([*base, "--variants", "fcn", "--out", str(tmp_path / "stage1")]) == 0
+    first = tmp_path / "stage1" / "nuclei-tiny-2iters"
+    assert main([*base, "--variants", "fcn", "--init-from", str(first)]) == 0
+    folder = tmp_path / "nuclei-tiny-2iters-from-nuclei-tiny-2iters"
+    start = (first / "fcn" / "seed0" / "last.pt").resolve()
+    assert load_config(folder / "fcn" / "seed0" / "config.yaml").train.init_from == str(start)
+    assert f"tensors from {start}" in (folder / "fcn" / "seed0" / "train.log").read_text()
+    assert json.loads((folder / "results.json").read_text())["init_from"] == str(first)
+    assert f"each run started from its run in {first}" in capsys.readouterr().out
+    for argv, message in (
+        (
+            ["--variants", "fcn", "aspp", "--init-from", str(first)],
+            "no finished run of aspp seed 0",
+        ),
+        (["--init-from", str(tmp_path / "nowhere")], "no such ablation folder"),
+        (["--set", f"train.init_from={start}"], "with --init-from"),
+    ):
+        assert main([*base, *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert not (folder / "aspp").exists()
+
+
 def test_speed_command_prints_every_section(capsys) -> None:
     argv = ["bench", "speed", "--channels", "16", "--sizes", "12", "--batches", "1"]
     argv += ["--efficiency-size", "12", "--backbone", "tiny", "--e2e-size", "48"]

@@ -200,7 +200,11 @@ class Row:
 
 
 # Recipe keys with an option of their own, and the sections the variants and backbones set.
-_RECIPE_KEYS_WITH_OPTIONS = {"train.iters": "--iters", "train.seed": "--seeds"}
+_RECIPE_KEYS_WITH_OPTIONS = {
+    "train.iters": "--iters",
+    "train.seed": "--seeds",
+    "train.init_from": "--init-from",
+}
 _RECIPE_SECTIONS = ("train.", "data.")
 
 
@@ -248,6 +252,27 @@ def overrides_for(
         *extra,
         *recipe,  # last, so that --set train.device=cuda is not overridden
     ]
+
+
+def first_stage_weights(
+    folder: str | Path, variants: Sequence[Variant], seeds: Sequence[int]
+) -> dict[tuple[str, int], Path]:
+    """``(variant key, seed) -> folder/KEY/seedN/last.pt`` (absolute) for every run of this call;
+    raises ``ConfigError`` before anything trains when one of them is missing."""
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--init-from {folder}: no such ablation folder")
+    starts = {}
+    for variant in variants:
+        for seed in seeds:
+            checkpoint = root / variant.key / f"seed{seed}" / "last.pt"
+            if not checkpoint.is_file():
+                raise ConfigError(
+                    f"--init-from {folder}: no finished run of {variant.key} seed {seed} "
+                    f"({checkpoint} is missing); run the first stage with the same variants and seeds"
+                )
+            starts[variant.key, seed] = checkpoint
+    return starts
 
 
 def train_run(config: str, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
@@ -308,16 +333,21 @@ def run_ablation(
     variants: Sequence[str] | None = None,
     iters: int | None = None,
     recipe: Sequence[str] = (),
+    init_from: str | Path | None = None,
     out: str | Path = "runs/ablation",
     log: Any = print,
 ) -> list[Row]:
     """Train and score every selected variant on ``task_name`` for each seed; see the module doc.
 
     ``recipe`` holds ``train.*`` or ``data.*`` overrides that every run of this call shares
-    (``train.aux_weight=0``), on top of the task's.
+    (``train.aux_weight=0``), on top of the task's. ``init_from`` names the folder of an earlier
+    ablation (``OUT/<task>-<backbone>...``): each run then starts from the final weights of the run
+    of the same variant and seed there (``train.init_from``), which makes a curriculum, e.g. small
+    scenes first.
 
     Writes ``results.json`` and ``table.md`` into ``OUT/<task>-<backbone>`` (with ``-<N>iters``
-    appended when ``iters`` is not the config's, and ``-KEY=VALUE`` for each recipe override) and
+    appended when ``iters`` is not the config's, ``-KEY=VALUE`` for each recipe override and
+    ``-from-<folder name>`` for ``init_from``) and
     returns their rows in the table's order: those measured now and those that earlier calls with
     other variants and the same seeds left there, so running the variants in several calls builds
     one table. Rows from other seeds are dropped from the files (their runs stay on disk).
@@ -339,14 +369,18 @@ def run_ablation(
     # A run directory is reused once it has metrics.json, so another budget or recipe needs its own
     # folder.
     suffix = (f"-{budget}iters" if budget != default_iters else "") + recipe_suffix(recipe)
-    folder = Path(out) / f"{task_name}-{backbone}{suffix}"
     selected = select_variants(variants)
+    starts = first_stage_weights(init_from, selected, seeds) if init_from is not None else {}
+    if init_from is not None:
+        suffix += f"-from-{Path(init_from).resolve().name}"
+    folder = Path(out) / f"{task_name}-{backbone}{suffix}"
     scores: dict[str, dict[int, float]] = {}
     extra: dict[str, dict[str, Any]] = {}
     for variant in selected:
         scores[variant.key], extra[variant.key] = {}, {}
         for seed in seeds:
-            overrides = overrides_for(task, backbone, variant, seed, iters, recipe)
+            start = [f"train.init_from={starts[variant.key, seed]}"] if starts else []
+            overrides = overrides_for(task, backbone, variant, seed, iters, [*recipe, *start])
             metrics = train_run(task.config, overrides, folder / variant.key / f"seed{seed}")
             scores[variant.key][seed] = float(metrics["mIoU"])
             for name, values in metrics["per_class"].items():
@@ -375,6 +409,7 @@ def run_ablation(
                 "seeds": list(seeds),
                 "iters": budget,
                 "recipe": list(recipe),
+                "init_from": str(init_from) if init_from is not None else None,
                 "rows": [row.__dict__ | {"mean": row.mean, "std": row.std} for row in rows],
             },
             indent=2,

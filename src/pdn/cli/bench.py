@@ -191,7 +191,8 @@ def _register_ablation(actions: Any) -> None:
         "(also written to OUT/TASK-BACKBONE/results.json and table.md, which keep the rows of "
         "earlier calls with other variants and the same seeds; a budget other than the config's "
         "gets the folder OUT/TASK-BACKBONE-Niters, a recipe changed with --set the folder "
-        "OUT/TASK-BACKBONE-KEY=VALUE). Finished runs are reused and interrupted ones "
+        "OUT/TASK-BACKBONE-KEY=VALUE, runs started with --init-from the folder "
+        "OUT/TASK-BACKBONE-from-NAME). Finished runs are reused and interrupted ones "
         "resumed, so running the command again continues an interrupted ablation, and running it "
         "again with every variant re-times them all under the same conditions. "
         f"Variants: {variants}.",
@@ -230,6 +231,13 @@ def _register_ablation(actions: Any) -> None:
         "for several keys; train.* or data.* keys, the variants set model.*)",
     )
     ablation.add_argument(
+        "--init-from",
+        default=None,
+        metavar="DIR",
+        help="start each run from the final weights of the run of the same variant and seed in "
+        "the folder DIR of an earlier ablation (a curriculum: e.g. train on small scenes first)",
+    )
+    ablation.add_argument(
         "--out", default="runs/ablation", metavar="DIR", help="default: runs/ablation"
     )
     ablation.set_defaults(func=run_ablation)
@@ -246,9 +254,12 @@ def run_ablation(args: argparse.Namespace) -> int:
         variants=args.variants,
         iters=args.iters,
         recipe=args.recipe,
+        init_from=args.init_from,
         out=args.out,
     )
     recipe = f"; recipe {' '.join(args.recipe)}" if args.recipe else ""
+    if args.init_from:
+        recipe += f"; each run started from its run in {args.init_from}"
     print(
         f"\n{TASKS[args.task].description}; backbone {args.backbone}{recipe}\n\n"
         f"{markdown_table(rows)}"
