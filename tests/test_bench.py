@@ -205,6 +205,9 @@ def test_ablation_init_from_starts_each_run_from_its_first_stage(tmp_path, capsy
         assert main([*base, *argv]) == 2
         assert message in capsys.readouterr().err
     assert not (folder / "aspp").exists()
+    (first / "fcn" / "seed0" / "metrics.json").unlink()  # as if the first stage was interrupted
+    assert main([*base, "--variants", "fcn", "--init-from", str(first), "--iters", "3"]) == 2
+    assert "no finished run of fcn seed 0" in capsys.readouterr().err
 
 
 def test_speed_command_prints_every_section(capsys) -> None:

@@ -258,18 +258,20 @@ def first_stage_weights(
     folder: str | Path, variants: Sequence[Variant], seeds: Sequence[int]
 ) -> dict[tuple[str, int], Path]:
     """``(variant key, seed) -> folder/KEY/seedN/last.pt`` (absolute) for every run of this call;
-    raises ``ConfigError`` before anything trains when one of them is missing."""
+    raises ``ConfigError`` before anything trains when one of them is missing or unfinished (no
+    ``metrics.json``)."""
     root = Path(folder).resolve()
     if not root.is_dir():
         raise ConfigError(f"--init-from {folder}: no such ablation folder")
     starts = {}
     for variant in variants:
         for seed in seeds:
-            checkpoint = root / variant.key / f"seed{seed}" / "last.pt"
-            if not checkpoint.is_file():
+            run = root / variant.key / f"seed{seed}"
+            checkpoint = run / "last.pt"
+            if not (checkpoint.is_file() and (run / "metrics.json").is_file()):
                 raise ConfigError(
-                    f"--init-from {folder}: no finished run of {variant.key} seed {seed} "
-                    f"({checkpoint} is missing); run the first stage with the same variants and seeds"
+                    f"--init-from {folder}: no finished run of {variant.key} seed {seed} in "
+                    f"{run}; run the first stage with the same variants and seeds"
                 )
             starts[variant.key, seed] = checkpoint
     return starts
