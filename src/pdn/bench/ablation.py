@@ -372,8 +372,9 @@ def run_ablation(
     # folder.
     suffix = (f"-{budget}iters" if budget != default_iters else "") + recipe_suffix(recipe)
     selected = select_variants(variants)
-    starts = first_stage_weights(init_from, selected, seeds) if init_from is not None else {}
+    starts: dict[tuple[str, int], Path] = {}
     if init_from is not None:
+        starts = first_stage_weights(init_from, selected, seeds)
         suffix += f"-from-{Path(init_from).resolve().name}"
     folder = Path(out) / f"{task_name}-{backbone}{suffix}"
     scores: dict[str, dict[int, float]] = {}
