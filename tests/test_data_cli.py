@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import layouts
 from pdn.cli.main import main
-
-
-def _load_layouts():
-    path = Path(__file__).parent / "data" / "layouts.py"
-    spec = importlib.util.spec_from_file_location("pdn_test_layouts", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-layouts = _load_layouts()
 
 
 def test_check_a_good_voc_copy(tmp_path, capsys):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+import layouts
 import pdn
 from pdn import ConfigError, DataError, build_dataset
 from pdn.data.palettes import voc_colormap
 
-
-def _load_layouts():
-    path = Path(__file__).parent / "data" / "layouts.py"
-    spec = importlib.util.spec_from_file_location("pdn_test_layouts", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-layouts = _load_layouts()
 LAYOUTS = layouts.LAYOUTS
 
 
