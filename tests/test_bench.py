@@ -11,7 +11,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pdn.bench.ablation import TASKS, VARIANTS, markdown_table, overrides_for, select_variants
+from pdn.bench.ablation import (
+    TASKS,
+    VARIANTS,
+    Row,
+    markdown_table,
+    overrides_for,
+    select_variants,
+)
 from pdn.bench.speed import (
     Budget,
     dense_conv_flops,
@@ -128,6 +135,18 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
     assert main(argv) == 0
     assert (folder / "fcn" / "seed0" / "train.log").read_text() == log
     assert markdown_table([]) == ""
+
+
+def test_ablation_table_gives_no_spread_for_one_seed() -> None:
+    """A sample standard deviation of one score is undefined: the table and results.json say so
+    instead of printing ± 0.0."""
+    row = Row("fcn", "fcn", {0: 0.5}, 160_000, 2.0, (64, 64), torch_threads=1)
+    assert row.std is None
+    table = markdown_table([row]).splitlines()
+    assert table[0].startswith("| model | mIoU % (1 seed) | per seed |")
+    assert table[2] == "| fcn | 50.0 | 50.0 | 0.16 M | 2.0 |"
+    two = Row("fcn", "fcn", {0: 0.5, 1: 0.7}, 160_000, 2.0, (64, 64), torch_threads=1)
+    assert "| fcn | 60.0 ± 14.1 | 50.0 / 70.0 |" in markdown_table([two])
 
 
 def test_ablation_calls_with_other_variants_build_one_table(tmp_path, capsys) -> None:

@@ -195,8 +195,9 @@ class Row:
         return statistics.fmean(self.scores.values())
 
     @property
-    def std(self) -> float:
-        return statistics.stdev(self.scores.values()) if len(self.scores) > 1 else 0.0
+    def std(self) -> float | None:
+        """The sample standard deviation over the seeds; None for one seed, where it is undefined."""
+        return statistics.stdev(self.scores.values()) if len(self.scores) > 1 else None
 
 
 # Recipe keys with an option of their own, and the sections the variants and backbones set.
@@ -454,7 +455,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
         f", {_count(threads.pop(), 'thread')}" if len(threads) == 1 and 0 not in threads else ""
     )
     lines = [
-        f"| model | mIoU % (mean ± std, {_count(seeds, 'seed')}) | per seed | parameters | "
+        f"| model | mIoU % ({'mean ± std, ' if seeds > 1 else ''}{_count(seeds, 'seed')}) | "
+        "per seed | parameters | "
         f"latency (ms, 1 x {size}, CPU{shared}) |",
         "|---|---|---|---|---|",
     ]
@@ -463,8 +465,9 @@ def markdown_table(rows: Sequence[Row]) -> str:
         latency = f"{row.latency_ms:.1f}"
         if not shared and row.torch_threads:
             latency += f" ({_count(row.torch_threads, 'thread')})"
+        spread = f" ± {100 * row.std:.1f}" if row.std is not None else ""
         lines.append(
-            f"| {row.name} | {100 * row.mean:.1f} ± {100 * row.std:.1f} | {per_seed} | "
+            f"| {row.name} | {100 * row.mean:.1f}{spread} | {per_seed} | "
             f"{_millions(row.parameters)} | {latency} |"
         )
     return "\n".join(lines)
