@@ -192,6 +192,10 @@ def test_layerwise_passes_state_between_layers() -> None:
         assert not torch.allclose(second, stack.layers[1](first))
 
 
+# TorchScript is deprecated in recent PyTorch but still what `pdn export --format torchscript` uses;
+# a trace is fixed to its input size (the export module's doc says so), which its warnings repeat.
+@pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("mode", ["sweep", "layerwise"])
 def test_pdn_scripts_and_traces(mode: str) -> None:
     torch.manual_seed(7)
