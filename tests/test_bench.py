@@ -11,14 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pdn.bench.ablation import (
-    TASKS,
-    VARIANTS,
-    Row,
-    markdown_table,
-    overrides_for,
-    select_variants,
-)
+from pdn.bench.ablation import TASKS, VARIANTS, Row, markdown_table, overrides_for, select_variants
 from pdn.bench.speed import (
     Budget,
     dense_conv_flops,
@@ -138,8 +131,8 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
 
 
 def test_ablation_table_gives_no_spread_for_one_seed() -> None:
-    """A sample standard deviation of one score is undefined: the table and results.json say so
-    instead of printing ± 0.0."""
+    """A sample standard deviation of one score is undefined: the row's std is None (results.json
+    writes null) and the table prints the score alone instead of ± 0.0."""
     row = Row("fcn", "fcn", {0: 0.5}, 160_000, 2.0, (64, 64), torch_threads=1)
     assert row.std is None
     table = markdown_table([row]).splitlines()

@@ -465,7 +465,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
         latency = f"{row.latency_ms:.1f}"
         if not shared and row.torch_threads:
             latency += f" ({_count(row.torch_threads, 'thread')})"
-        spread = f" ± {100 * row.std:.1f}" if row.std is not None else ""
+        std = row.std
+        spread = f" ± {100 * std:.1f}" if std is not None else ""
         lines.append(
             f"| {row.name} | {100 * row.mean:.1f}{spread} | {per_seed} | "
             f"{_millions(row.parameters)} | {latency} |"
