@@ -102,6 +102,25 @@ def _ms(timing: Timing) -> float:
     return 1000 * timing.median
 
 
+def ms_text(ms: float) -> str:
+    """A latency for a table: three significant digits below 100 ms (GPU timings), whole ms above."""
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+
+
+def compiled_module(module: nn.Module, mode: str | None) -> nn.Module:
+    """``module`` compiled by ``torch.compile`` in ``mode`` (static shapes), or as is for ``None``.
+
+    ``reduce-overhead`` and ``max-autotune`` replay CUDA graphs, which removes the per-kernel launch
+    cost of the sweep's loop on a GPU.
+    """
+    if mode is None:
+        return module
+    return torch.compile(module, mode=mode, dynamic=False)  # type: ignore[return-value]
+
+
 def run_heads(
     sizes: Sequence[int],
     batches: Sequence[int],
@@ -161,18 +180,19 @@ def run_efficiency(
     channels: int,
     device: torch.device,
     budget: Budget,
-    compiled: bool = False,
+    compile_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Achieved GFLOP/s of the 2-layer stack and of a dense 3x3 conv, forward, same input; with
-    ``compiled``, both run as compiled by ``torch.compile`` (compiled before timing)."""
+    ``compile_mode``, both run as compiled by ``torch.compile`` in that mode (compiled before
+    timing)."""
     rows = []
-    stack: nn.Module = DiffusionStack(channels, 2).to(device).eval()
-    conv: nn.Module = nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
-    if compiled:
-        stack, conv = torch.compile(stack, dynamic=False), torch.compile(conv, dynamic=False)
+    stack = DiffusionStack(channels, 2).to(device).eval()
+    conv = nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
+    layers = list(stack.layers)
+    stack, conv = compiled_module(stack, compile_mode), compiled_module(conv, compile_mode)
     for batch in batches:
         x = torch.randn(batch, channels, size, size, device=device)
-        if compiled:  # compile outside the timed calls, in the mode they run in
+        if compile_mode:  # compile outside the timed calls, in the mode they run in
             forward_call(stack, x)()
             forward_call(conv, x)()
         # The matrix product a 1x1 conv (C -> 4C) does on this input: the GEMM reference.
@@ -186,7 +206,7 @@ def run_efficiency(
         timings = measure(calls, device, budget)
         stack_time, conv_time = timings["stack"].median, timings["conv"].median
         gemm_time = timings["gemm"].median
-        stack_flops = batch * sum(diffusion_flops(layer, size, size) for layer in stack.layers)
+        stack_flops = batch * sum(diffusion_flops(layer, size, size) for layer in layers)
         conv_flops = batch * dense_conv_flops(channels, size, size)
         gemm_flops = 2 * weight.shape[0] * columns.numel()
         stack_rate, conv_rate = stack_flops / stack_time / 1e9, conv_flops / conv_time / 1e9
@@ -204,7 +224,7 @@ def run_efficiency(
                 "ratio": stack_rate / conv_rate,
                 "gemm_gflops": gemm_rate,
                 "gemm_ratio": stack_rate / gemm_rate,
-                "compiled": compiled,
+                "compiled": compile_mode,
             }
         )
     return rows
@@ -215,19 +235,28 @@ def _model(arch: str, backbone: str, device: torch.device) -> nn.Module:
 
 
 def run_end_to_end(
-    archs: Sequence[str], backbone: str, size: int, *, device: torch.device, budget: Budget
+    archs: Sequence[str],
+    backbone: str,
+    size: int,
+    *,
+    device: torch.device,
+    budget: Budget,
+    compile_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²,
     all on one input, timed round by round against each other; an arch named twice is measured
-    once."""
+    once. With ``compile_mode`` every model runs compiled by ``torch.compile`` in that mode."""
     models = {arch: _model(arch, backbone, device) for arch in archs}
+    runs = {arch: compiled_module(model, compile_mode) for arch, model in models.items()}
     x = torch.randn(1, 3, size, size, device=device)
-    timings = measure(
-        {arch: forward_call(model, x) for arch, model in models.items()}, device, budget
-    )
+    calls = {arch: forward_call(model, x) for arch, model in runs.items()}
+    if compile_mode:
+        for call in calls.values():
+            call()
+    timings = measure(calls, device, budget)
     return [
         {
-            "model": f"{arch}-{backbone}",
+            "model": f"{arch}-{backbone}{_compiled_note(compile_mode)}",
             "size": size,
             "parameters": count_parameters(model),
             "forward_ms": _ms(timings[arch]),
@@ -304,12 +333,18 @@ def efficiency_table(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         lines.append(
             f"| {row['batch']} x {row['size']} x {row['size']}"
-            f"{' (compiled)' if row.get('compiled') else ''} | {row['stack_gflop']:.1f} | "
-            f"{row['stack_ms']:.1f} | {row['stack_gflops']:.1f} | {row['conv_gflop']:.1f} | "
-            f"{row['conv_ms']:.1f} | {row['conv_gflops']:.1f} | {100 * row['ratio']:.0f}% | "
+            f"{_compiled_note(row.get('compiled'))} | {row['stack_gflop']:.1f} | "
+            f"{ms_text(row['stack_ms'])} | {row['stack_gflops']:.1f} | {row['conv_gflop']:.1f} | "
+            f"{ms_text(row['conv_ms'])} | {row['conv_gflops']:.1f} | {100 * row['ratio']:.0f}% | "
             f"{row['gemm_gflops']:.1f} | {100 * row['gemm_ratio']:.0f}% |"
         )
     return "\n".join(lines)
+
+
+def _compiled_note(mode: str | bool | None) -> str:
+    if not mode:
+        return ""
+    return " (compiled)" if mode in (True, "default") else f" (compiled, {mode})"
 
 
 def end_to_end_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -321,7 +356,7 @@ def end_to_end_table(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         lines.append(
             f"| {row['model']} | 1 x 3 x {row['size']} x {row['size']} | "
-            f"{row['parameters'] / 1e6:.1f} M | {row['forward_ms']:.0f} | "
+            f"{row['parameters'] / 1e6:.1f} M | {ms_text(row['forward_ms'])} | "
             f"{row['forward_ms'] / base:.2f} |"
         )
     return "\n".join(lines)
@@ -336,7 +371,7 @@ def scaling_table(results: Sequence[dict[str, Any]]) -> str:
         "|---|---|" + "---|" * len(names),
     ]
     for index, size in enumerate(sizes):
-        cells = [f"{result['points'][index]['forward_ms']:.0f}" for result in results]
+        cells = [ms_text(result["points"][index]["forward_ms"]) for result in results]
         lines.append(
             f"| {size} x {size} | {(size / sizes[0]) ** 2:.2f} | " + " | ".join(cells) + " |"
         )

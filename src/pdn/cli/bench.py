@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def _register_speed(actions: Any) -> None:
-    from ..bench.speed import SECTIONS
+    from ..bench.speed import COMPILE_MODES, SECTIONS
 
     speed = actions.add_parser(
         "speed",
@@ -105,9 +105,13 @@ def _register_speed(actions: Any) -> None:
     )
     speed.add_argument(
         "--compile",
-        action="store_true",
-        help="efficiency: time the stack and the 3x3 conv compiled by torch.compile (compiling "
-        "the stack's loop takes minutes on a CPU)",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="efficiency and e2e: time the models compiled by torch.compile in MODE (default: "
+        "default; reduce-overhead replays CUDA graphs; compiling the stack's loop takes minutes)",
     )
     speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
     speed.add_argument(
@@ -132,7 +136,13 @@ def run_speed(args: argparse.Namespace) -> int:
     device = default_device(args.device)
     budget = bench.Budget(seconds=args.budget)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    if device.type == "cpu":
+        threads = f", {torch.get_num_threads()} threads"
+    else:  # PyTorch's defaults: convolutions in TF32, matrix products in full fp32
+        threads = (
+            f", TF32 convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}, "
+            f"TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
+        )
     print(f"device: {device} ({where or platform.machine()}{threads}), torch {torch.__version__}")
     results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
     if "heads" in args.sections:
@@ -155,13 +165,18 @@ def run_speed(args: argparse.Namespace) -> int:
             channels=args.channels,
             device=device,
             budget=budget,
-            compiled=args.compile,
+            compile_mode=args.compile,
         )
         results["efficiency"] = rows
         print(bench.efficiency_table(rows) + "\n", flush=True)
     if "e2e" in args.sections:
         rows = bench.run_end_to_end(
-            ("pdn", "aspp"), args.backbone, args.e2e_size, device=device, budget=budget
+            ("pdn", "aspp"),
+            args.backbone,
+            args.e2e_size,
+            device=device,
+            budget=budget,
+            compile_mode=args.compile,
         )
         results["e2e"] = rows
         print(bench.end_to_end_table(rows) + "\n", flush=True)
