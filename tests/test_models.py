@@ -126,15 +126,40 @@ def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(outputs, dim=1)
 
 
+@pytest.mark.parametrize("recurrence", ["conv1d", "gather"])
 @pytest.mark.parametrize("height,width", [(6, 6), (5, 9)])
-def test_sweep_matches_the_equations_site_by_site(height: int, width: int) -> None:
+def test_sweep_matches_the_equations_site_by_site(height: int, width: int, recurrence: str) -> None:
     """Atrous taps (1, 2, 4), four directions, on a square map (all directions batched in one loop)
-    and a non-square one (one loop per axis)."""
+    and a non-square one (one loop per axis); the CPU's grouped conv1d and the GPU's gathered bmm
+    (both forced here, on the CPU)."""
     torch.manual_seed(5)
     layer = DiffusionLayer(8, hidden=3, rates=(1, 2, 4))
+    layer.recurrence = recurrence
     x = torch.randn(2, 8, height, width)
     with torch.no_grad():
         torch.testing.assert_close(layer.hidden_states(x), _reference_sweep(layer, x))
+
+
+@pytest.mark.parametrize("directions", [DIRECTIONS, ("up", "right")])
+def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...]) -> None:
+    """The two forms of the recurrent term train alike: same output, same gradients of the input
+    and of every weight (all four directions batched; a subset of the streams, one per axis)."""
+    torch.manual_seed(8)
+    layer = DiffusionLayer(8, hidden=4, directions=directions, rates=(1, 3)).train()
+    x = torch.randn(2, 8, 5, 7)
+    results = []
+    for recurrence in ("conv1d", "gather"):
+        layer.recurrence = recurrence
+        layer.zero_grad()
+        probe = x.clone().requires_grad_()
+        out = layer(probe)
+        out.square().sum().backward()
+        grads = [probe.grad, *(p.grad for p in layer.parameters())]
+        results.append((out.detach(), grads))
+    (out_a, grads_a), (out_b, grads_b) = results
+    torch.testing.assert_close(out_b, out_a)
+    for grad_b, grad_a in zip(grads_b, grads_a, strict=True):
+        torch.testing.assert_close(grad_b, grad_a)
 
 
 def test_reversed_directions_mirror_forward_ones() -> None:
