@@ -291,8 +291,9 @@ class DiffusionLayer(nn.Module):
 
         ``gates``: ``(B, D, 4*hidden, H, W)`` input-to-state projections of all directions.
         Returns one ``(B, hidden, H, W)`` hidden-state map per stream. The recurrent term is a
-        grouped ``conv1d`` on the CPU (oneDNN's fastest form there) and a gathered ``bmm`` on a GPU
-        (:meth:`_gathered_recurrence`); ``recurrence`` = ``"conv1d"`` or ``"gather"`` forces one.
+        grouped ``conv1d`` on the CPU (oneDNN's fastest form there) and in training, and a gathered
+        ``bmm`` for inference on a GPU (:meth:`_gathered_recurrence`); ``recurrence`` =
+        ``"conv1d"`` or ``"gather"`` forces one.
         """
         oriented: list[torch.Tensor] = []
         for stream in streams:
@@ -306,7 +307,9 @@ class DiffusionLayer(nn.Module):
         steps = torch.stack(oriented, 2)
         num_steps, batch, count, _, length = steps.shape
         steps = steps.view(num_steps, batch, count * 4 * self.hidden, length)
-        gather = self.recurrence == "gather" or (self.recurrence == "auto" and steps.is_cuda)
+        # Training keeps conv1d: autograd would save the gathered taps, 7x the states, per step.
+        inference = steps.is_cuda and not steps.requires_grad
+        gather = self.recurrence == "gather" or (self.recurrence == "auto" and inference)
         kernel = self._stream_weights(streams) if gather else self._recurrent_kernel(streams)
         h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
