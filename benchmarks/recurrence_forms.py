@@ -50,27 +50,16 @@ def main() -> None:
         + " |"
     )
     print("|---|" + "---|" * (2 * len(FORMS)))
+    # (training mode, call, timed rounds) of the forward and the forward+backward columns
+    modes = [(False, forward_call, args.repeats), (True, training_call, max(3, args.repeats // 4))]
     for size in args.sizes:
         for batch in args.batches:
             x = torch.randn(batch, args.channels, size, size, device=device)
-            for module in stacks.values():
-                module.eval()
-            forward = time_interleaved(
-                {form: forward_call(m, x) for form, m in stacks.items()},
-                device,
-                warmup=2,
-                repeats=args.repeats,
-            )
-            for module in stacks.values():
-                module.train()
-            training = time_interleaved(
-                {form: training_call(m, x) for form, m in stacks.items()},
-                device,
-                warmup=2,
-                repeats=max(3, args.repeats // 4),
-            )
-            cells = [ms_text(1000 * forward[f].median) for f in FORMS]
-            cells += [ms_text(1000 * training[f].median) for f in FORMS]
+            cells = []
+            for training, make_call, repeats in modes:
+                calls = {form: make_call(m.train(training), x) for form, m in stacks.items()}
+                timings = time_interleaved(calls, device, warmup=2, repeats=repeats)
+                cells += [ms_text(1000 * timings[form].median) for form in FORMS]
             print(
                 f"| {batch} x {args.channels} x {size} x {size} | " + " | ".join(cells) + " |",
                 flush=True,

@@ -110,8 +110,9 @@ def _register_speed(actions: Any) -> None:
         default=None,
         choices=COMPILE_MODES,
         metavar="MODE",
-        help="efficiency and e2e: time the models compiled by torch.compile in MODE (default: "
-        "default; reduce-overhead replays CUDA graphs; compiling the stack's loop takes minutes)",
+        help="efficiency and e2e: time the models compiled by torch.compile in MODE, one of "
+        f"{', '.join(COMPILE_MODES)} (default: default; reduce-overhead replays CUDA graphs, "
+        "which a GPU needs for the sweep; compiling the stack's loop takes minutes)",
     )
     speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
     speed.add_argument(

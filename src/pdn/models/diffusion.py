@@ -108,8 +108,11 @@ class DiffusionLayer(nn.Module):
     horizontal ones; directions whose slices have the same shape share the steps, batched together
     (the two of an axis always, all four on a square map, which then takes ``H`` steps in all),
     and each step works on a whole slice of the whole batch: one grouped ``conv1d`` for the
-    recurrent filters of all its directions, then the gate arithmetic. In eval mode the output of a one-direction sweep at
-    slice ``s`` depends on no input beyond ``s``.
+    recurrent filters of all its directions, then the gate arithmetic. In eval mode the output of
+    a one-direction sweep at slice ``s`` depends on no input beyond ``s``. For inference on a GPU,
+    where each step's kernel launches dominate, the recurrent filters run as one gathered ``bmm``
+    per step instead (the same result; attribute ``recurrence``: ``"auto"``, ``"conv1d"`` or
+    ``"gather"``).
     """
 
     offsets: list[int]
