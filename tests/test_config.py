@@ -109,3 +109,21 @@ def test_saved_config_round_trips(tmp_path):
     path = C.save_config(cfg, tmp_path / "config.yaml")
     assert C.to_plain(C.load_config(path)) == C.to_plain(cfg)
     assert C.to_plain(C.from_plain(C.to_plain(cfg))) == C.to_plain(cfg)
+
+
+@pytest.mark.parametrize(
+    "argv,hint",
+    [
+        (["trian"], "did you mean train?"),
+        (["bench", "ablation", "nucli"], "did you mean nuclei?"),
+        (["bench", "speed", "--sections", "head"], "did you mean heads?"),
+    ],
+)
+def test_misspelt_command_line_choices_name_the_close_match(argv, hint, capsys):
+    from pdn.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "invalid choice" in error and error.endswith(hint)

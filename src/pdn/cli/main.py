@@ -10,13 +10,26 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import PdnError
+from ..registry import close_matches_hint
 
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``.
 COMMAND_MODULES: tuple[str, ...] = ("data", "train", "eval", "predict", "export", "bench")
 
 
+class PdnArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose "invalid choice" error also names the close matches (a misspelt
+    command, task or option value); sub-command parsers inherit it."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as error:
+            hint = close_matches_hint(str(value), [str(c) for c in action.choices or ()])
+            raise argparse.ArgumentError(action, f"{error.message}{hint}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = PdnArgumentParser(
         prog="pdn",
         description="Semantic segmentation with Progressively Diffused Networks: "
         "train, evaluate, predict, export and benchmark.",
