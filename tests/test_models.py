@@ -143,7 +143,8 @@ def test_sweep_matches_the_equations_site_by_site(height: int, width: int, recur
 @pytest.mark.parametrize("directions", [DIRECTIONS, ("up", "right")])
 def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...]) -> None:
     """The two forms of the recurrent term train alike: same output, same gradients of the input
-    and of every weight (all four directions batched; a subset of the streams, one per axis)."""
+    and of every weight (all four directions batched; a subset of the streams, one per axis); a
+    form with another name is refused, not run as conv1d."""
     torch.manual_seed(8)
     layer = DiffusionLayer(8, hidden=4, directions=directions, rates=(1, 3)).train()
     x = torch.randn(2, 8, 5, 7)
@@ -160,6 +161,9 @@ def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...
     torch.testing.assert_close(out_b, out_a)
     for grad_b, grad_a in zip(grads_b, grads_a, strict=True):
         torch.testing.assert_close(grad_b, grad_a)
+    layer.recurrence = "gathered"
+    with pytest.raises(ValueError, match="recurrence must be auto, conv1d or gather"):
+        layer(x)
 
 
 def test_reversed_directions_mirror_forward_ones() -> None:

@@ -312,6 +312,8 @@ class DiffusionLayer(nn.Module):
         steps = torch.stack(oriented, 2)
         num_steps, batch, count, _, length = steps.shape
         steps = steps.view(num_steps, batch, count * 4 * self.hidden, length)
+        if self.recurrence not in ["auto", "conv1d", "gather"]:
+            raise ValueError(f"recurrence must be auto, conv1d or gather, got {self.recurrence}")
         # Training keeps conv1d: autograd would save the gathered taps, 7x the states, per step.
         inference = steps.is_cuda and not steps.requires_grad
         gather = self.recurrence == "gather" or (self.recurrence == "auto" and inference)
