@@ -341,10 +341,10 @@ def efficiency_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _compiled_note(mode: str | bool | None) -> str:
-    if not mode:
+def _compiled_note(mode: str | None) -> str:
+    if mode is None:
         return ""
-    return " (compiled)" if mode in (True, "default") else f" (compiled, {mode})"
+    return " (compiled)" if mode == "default" else f" (compiled, {mode})"
 
 
 def end_to_end_table(rows: Sequence[dict[str, Any]]) -> str:
