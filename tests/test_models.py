@@ -1,6 +1,8 @@
 """The network: shapes on odd sizes for every arch and backbone, gradients, exact causality of the
 sweeps, equivalence with torch.nn.LSTM, reach, scripting."""
 
+import math
+
 import pytest
 import torch
 
@@ -275,6 +277,31 @@ def test_forget_bias_sets_the_forget_gate(forget_bias: float) -> None:
     model = pdn.build_model("pdn", 3, backbone="tiny", forget_bias=forget_bias)
     assert all(layer.forget_bias == forget_bias for layer in model.decode_head.diffusion.layers)
     assert pdn.build_model(**model.model_config).model_config == model.model_config
+
+
+def test_chrono_init_draws_forget_biases_in_range_and_ties_the_input_gate() -> None:
+    """Chrono init: forget biases log(U(1, T - 1)), input biases their negatives, the others 0;
+    so a cell whose input is constant stays a moving average of it, |c| < 1."""
+    steps = 32
+    layer = DiffusionLayer(8, hidden=16, chrono_steps=steps)
+    bias = layer.input_to_state.bias.detach().view(layer.streams, 4, 16)
+    forget = bias[:, 1]
+    assert float(forget.min()) >= 0.0 and float(forget.max()) <= math.log(steps - 1) + 1e-6
+    assert float(forget.std()) > 0.3  # drawn, not one constant
+    torch.testing.assert_close(bias[:, 0], -forget)
+    assert not bias[:, 2:].any()
+    with torch.no_grad():
+        layer.input_to_state.weight.zero_()
+        layer.state_to_state.zero_()
+        layer.input_to_state.bias.view(layer.streams, 4, 16)[:, 2] = 3.0  # g = tanh(3)
+    hidden = layer.hidden_states(torch.randn(1, 8, 40, 40))
+    # c_s = f c_(s-1) + (1 - f) tanh(3) approaches tanh(3) from below; h = tanh(c) / 2
+    assert float(hidden.max()) < float(torch.tanh(torch.tanh(torch.tensor(3.0)))) / 2 + 1e-6
+    model = pdn.build_model("pdn", 3, backbone="tiny", chrono_steps=steps)
+    assert all(m.chrono_steps == steps for m in model.decode_head.diffusion.layers)
+    assert pdn.build_model(**model.model_config).model_config == model.model_config
+    with pytest.raises(ConfigError, match="chrono_steps"):
+        DiffusionLayer(8, chrono_steps=2)
 
 
 def test_model_config_rebuilds_the_same_architecture() -> None:

@@ -137,6 +137,11 @@ VARIANTS: tuple[Variant, ...] = (
         "pdn (sweep, L=2, forget bias 3)",
         ("model.arch=pdn", "model.num_layers=2", "model.forget_bias=3.0"),
     ),
+    Variant(
+        "chrono",
+        "pdn (sweep, L=2, chrono init T=32)",
+        ("model.arch=pdn", "model.num_layers=2", "model.chrono_steps=32"),
+    ),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 

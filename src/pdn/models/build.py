@@ -86,7 +86,7 @@ def build_model(
         **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
             for every arch; for ``pdn``: ``num_layers`` (2), ``hidden`` (``channels // 4``),
             ``directions``, ``rates`` ((1, 2, 4)), ``kernel_size`` (3), ``mode`` (``"sweep"`` or
-            ``"layerwise"``), ``forget_bias`` (1.0); ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``.
+            ``"layerwise"``), ``forget_bias`` (1.0), ``chrono_steps`` (None); ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``.
 
     Returns:
         A :class:`SegmentationModel`: ``(B, 3, H, W) -> (B, K, H, W)``.

@@ -103,6 +103,11 @@ class DiffusionLayer(nn.Module):
         mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
         forget_bias: initial bias of the forget gates (1, as in DESIGN.md). A larger value starts
             the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
+        chrono_steps: ``T``; when given, chrono initialisation (Tallec & Ollivier, 2018) replaces
+            ``forget_bias``: each unit's forget bias is ``log(u)``, ``u ~ U(1, T - 1)``, and its
+            input bias the negative of it, so that at initialisation every cell is a moving
+            average over up to ``T`` slices whose state stays within ``(-1, 1)`` (with a forget
+            bias of 3 and an input gate of 1/2 a cell sums its inputs and ``tanh`` saturates).
 
     A ``sweep`` layer runs ``H`` sequential steps for its vertical directions and ``W`` for its
     horizontal ones; directions whose slices have the same shape share the steps, batched together
@@ -132,12 +137,16 @@ class DiffusionLayer(nn.Module):
         kernel_size: int = 3,
         mode: str = "sweep",
         forget_bias: float = 1.0,
+        chrono_steps: int | None = None,
     ):
         super().__init__()
         hidden = int(hidden) if hidden else max(1, channels // 4)
         directions = tuple(directions)
         rates = tuple(int(r) for r in rates)
         _check_options(channels, hidden, directions, rates, kernel_size, mode)
+        if chrono_steps is not None and (isinstance(chrono_steps, bool) or int(chrono_steps) < 3):
+            raise ConfigError(f"chrono_steps must be an integer >= 3, got {chrono_steps!r}")
+        self.chrono_steps = None if chrono_steps is None else int(chrono_steps)
         self.channels, self.hidden, self.mode = channels, hidden, mode
         self.directions, self.rates, self.kernel_size = directions, rates, kernel_size
         self.forget_bias = float(forget_bias)
@@ -198,13 +207,18 @@ class DiffusionLayer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform init as in ``torch.nn.LSTM``; forget-gate bias ``forget_bias``, other biases 0."""
+        """Uniform init as in ``torch.nn.LSTM``; forget-gate bias ``forget_bias``, other biases 0,
+        or the chrono biases when ``chrono_steps`` is set (see the class docstring)."""
         bound = 1.0 / math.sqrt(self.hidden)
         nn.init.uniform_(self.input_to_state.weight, -bound, bound)
         with torch.no_grad():
             bias = self.input_to_state.bias.view(self.streams, 4, self.hidden)
             bias.zero_()
-            bias[:, 1] = self.forget_bias
+            if self.chrono_steps is None:
+                bias[:, 1] = self.forget_bias
+            else:
+                bias[:, 1].uniform_(1.0, self.chrono_steps - 1.0).log_()
+                bias[:, 0] = -bias[:, 1]
         if self.state_to_state.numel():
             nn.init.uniform_(
                 self.state_to_state, -bound / len(self.offsets), bound / len(self.offsets)
@@ -217,6 +231,7 @@ class DiffusionLayer(nn.Module):
             f"{self.channels}, hidden={self.hidden}, directions={self.directions}, "
             f"rates={self.rates}, kernel_size={self.kernel_size}, mode={self.mode!r}"
             + (f", forget_bias={self.forget_bias}" if self.forget_bias != 1.0 else "")
+            + (f", chrono_steps={self.chrono_steps}" if self.chrono_steps else "")
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -387,6 +402,7 @@ class DiffusionStack(nn.Module):
         kernel_size: int = 3,
         mode: str = "sweep",
         forget_bias: float = 1.0,
+        chrono_steps: int | None = None,
     ):
         super().__init__()
         if num_layers < 1:
@@ -403,6 +419,7 @@ class DiffusionStack(nn.Module):
                     kernel_size=kernel_size,
                     mode=mode,
                     forget_bias=forget_bias,
+                    chrono_steps=chrono_steps,
                 )
             )
         self.layers = nn.ModuleList(layers)

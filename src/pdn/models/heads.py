@@ -136,6 +136,7 @@ class PDNHead(nn.Module):
         kernel_size: int = 3,
         mode: str = "sweep",
         forget_bias: float = 1.0,
+        chrono_steps: int | None = None,
         dropout: float = 0.1,
     ):
         super().__init__()
@@ -149,6 +150,7 @@ class PDNHead(nn.Module):
             kernel_size=kernel_size,
             mode=mode,
             forget_bias=forget_bias,
+            chrono_steps=chrono_steps,
         )
         self.classifier = ClassifierHead(2 * channels, channels, num_classes, dropout)
 
