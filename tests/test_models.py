@@ -294,7 +294,8 @@ def test_chrono_init_draws_forget_biases_in_range_and_ties_the_input_gate() -> N
         layer.input_to_state.weight.zero_()
         layer.state_to_state.zero_()
         layer.input_to_state.bias.view(layer.streams, 4, 16)[:, 2] = 3.0  # g = tanh(3)
-    hidden = layer.hidden_states(torch.randn(1, 8, 40, 40))
+    with torch.no_grad():
+        hidden = layer.hidden_states(torch.randn(1, 8, 40, 40))
     # c_s = f c_(s-1) + (1 - f) tanh(3) approaches tanh(3) from below; h = tanh(c) / 2
     assert float(hidden.max()) < float(torch.tanh(torch.tanh(torch.tensor(3.0)))) / 2 + 1e-6
     model = pdn.build_model("pdn", 3, backbone="tiny", chrono_steps=steps)
