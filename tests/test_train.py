@@ -73,9 +73,13 @@ def test_short_train_writes_the_run_directory(tmp_path, capsys):
     train_iters = [r["iter"] for r in records if r["kind"] == "train"]
     assert train_iters == [1, 2, 3, 4]
     assert [r["iter"] for r in records if r["kind"] == "val"] == [2, 4]
+    reach = [r for r in records if r["kind"] == "reach"]  # the context benchmark's cue share
+    assert [r["iter"] for r in reach] == [0, 1, 2, 3, 4]
+    assert all(0.0 <= r["cue_share"] <= 1.0 for r in reach)
     assert all(math.isfinite(r["loss"]) and r["lr"] >= 0 for r in records if r["kind"] == "train")
     # poly decay: the head runs at 10x the backbone's rate
-    assert records[0]["lr_head"] == pytest.approx(10 * records[0]["lr"])
+    first = next(r for r in records if r["kind"] == "train")
+    assert first["lr_head"] == pytest.approx(10 * first["lr"])
 
     saved = (run / "config.yaml").read_text()
     assert "iters: 4" in saved and "crop_size: 64" in saved

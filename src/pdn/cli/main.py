@@ -13,7 +13,15 @@ from ..errors import PdnError
 from ..registry import close_matches_hint
 
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "train", "eval", "predict", "export", "bench")
+COMMAND_MODULES: tuple[str, ...] = (
+    "data",
+    "train",
+    "eval",
+    "predict",
+    "explain",
+    "export",
+    "bench",
+)
 
 
 class PdnArgumentParser(argparse.ArgumentParser):

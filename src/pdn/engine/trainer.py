@@ -16,7 +16,8 @@ Run directory (written by rank 0)::
     config.yaml    the resolved config
     last.pt        the latest checkpoint, with optimizer / scheduler / scaler / RNG states
     best.pt        the checkpoint with the best validation mIoU so far (no resume states)
-    log.jsonl      scalar log: {"iter", "kind": "train" | "val", ...}
+    log.jsonl      scalar log: {"iter", "kind": "train" | "val" | "reach", ...}; "reach" records
+                   (context benchmark only) hold cue_share, see engine/explain.py
     metrics.json   the final evaluation (SegmentationResult.to_dict() plus "iteration")
 """
 
@@ -56,6 +57,7 @@ from .config import (
     save_config,
     to_plain,
 )
+from .explain import CueProbe
 from .logging import Progress, ScalarLog
 
 IGNORE_INDEX = 255
@@ -349,6 +351,10 @@ class _Run:
             rotation=data.rotation,
         )
         self.eval_transform = eval_transforms(self.model.normalization, resize=data.eval_resize)
+        # On the context benchmark, log how much of an object's decision comes from its cue.
+        self.cue_probe = (
+            CueProbe.from_dataset(self.train_set, self.eval_transform) if context.is_main else None
+        )
 
         self.use_amp = bool(tcfg.amp) and context.device.type == "cuda"
         if context.device.type == "cuda":
@@ -506,6 +512,8 @@ class _Run:
         )
         if main and self.start:
             progress.write(f"resuming {self.run_dir} at iteration {self.start}/{tcfg.iters}")
+        if log is not None and self.cue_probe is not None and self.start == 0:
+            log.write(0, "reach", cue_share=self.cue_probe.measure(self.model, ctx.device))
         window: list[list[float]] = []
         iteration = self.start
         stopped_by = None
@@ -566,6 +574,10 @@ class _Run:
                             lr_head=lrs[1],
                         )
                         window.clear()
+                        if self.cue_probe is not None:
+                            share = self.cue_probe.measure(self.model, ctx.device)
+                            log.write(iteration, "reach", cue_share=share)
+                            _set_train_mode(self.forward, tcfg.freeze_bn)
 
                     if shared[2] > 0:
                         stopped_by = stop.signal_name or "signal"

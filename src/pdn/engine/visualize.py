@@ -1,5 +1,5 @@
-"""Pictures of predictions and scores, drawn with Pillow only: label maps, overlays, legends, and
-the confusion-matrix heat map."""
+"""Pictures of predictions and scores, drawn with Pillow only: label maps, overlays, legends, the
+confusion-matrix heat map and the influence figure of ``pdn explain``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["colorize", "confusion_image", "legend_image", "overlay"]
+__all__ = ["colorize", "confusion_image", "influence_figure", "legend_image", "overlay"]
 
 Palette = Sequence[Sequence[int]]
 
@@ -136,3 +136,89 @@ def confusion_image(
                 draw.text((tx, y + (cell - 12) / 2), text, fill=colour, font=font)
     draw.rectangle((left - 1, top - 1, left + k * cell, top + k * cell), outline="black")
     return image
+
+
+# Anchors of the influence colour ramp (dark violet -> red -> yellow), from low to high.
+_RAMP = np.array([(40, 10, 90), (120, 30, 120), (200, 60, 80), (245, 140, 40), (250, 240, 120)])
+ZERO_COLOUR = (0, 0, 0)
+
+
+def log_heat(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``(h, w)`` non-negative values -> ``uint8 (h, w, 3)`` on a log10 ramp from ``low`` to
+    ``high`` (log10 units, clipped); exact zeros are black, so what a model cannot see stands out."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logs = np.log10(values)
+    position = np.clip((logs - low) / max(high - low, 1e-12), 0.0, 1.0) * (len(_RAMP) - 1)
+    left = np.minimum(np.floor(position).astype(int), len(_RAMP) - 2)
+    frac = (position - left)[..., None]
+    rgb = (1 - frac) * _RAMP[left] + frac * _RAMP[left + 1]
+    rgb[values <= 0] = ZERO_COLOUR
+    return np.rint(rgb).astype(np.uint8)
+
+
+def _upscale(image: Image.Image, height: int) -> Image.Image:
+    width = max(1, round(image.width * height / image.height))
+    return image.resize((width, height), Image.Resampling.NEAREST)
+
+
+def _mark(draw: ImageDraw.ImageDraw, x: float, y: float, size: int = 7) -> None:
+    for colour, width in (("black", 4), ("white", 2)):
+        draw.line((x - size, y, x + size, y), fill=colour, width=width)
+        draw.line((x, y - size, x, y + size), fill=colour, width=width)
+
+
+def influence_figure(
+    image: np.ndarray,
+    labels: np.ndarray,
+    palette: Palette,
+    maps: Sequence[tuple[str, np.ndarray, tuple[int, int]]],
+    *,
+    pixel: tuple[int, int],
+    title: str = "",
+    decades: float = 6.0,
+    height: int = 256,
+) -> Image.Image:
+    """One picture: the image (the explained pixel marked), the prediction, then one log-scaled
+    influence map per ``(name, values (h, w), marked site)`` with its own scale bar.
+
+    Every panel is scaled (nearest neighbour) to ``max(height, H)`` rows. A map's scale spans
+    ``decades`` powers of ten below its maximum; black is an exact zero.
+    """
+    rgb = np.asarray(image, dtype=np.uint8)
+    rows = max(height, rgb.shape[0])
+    scale = rows / rgb.shape[0]
+    font = _font(13)
+    panels: list[tuple[str, Image.Image, list[str]]] = []
+    photo = _upscale(Image.fromarray(rgb), rows)
+    _mark(ImageDraw.Draw(photo), (pixel[1] + 0.5) * scale, (pixel[0] + 0.5) * scale)
+    panels.append(("image", photo, []))
+    panels.append(("prediction", _upscale(colorize(labels, palette).convert("RGB"), rows), []))
+    for name, values, site in maps:
+        values = np.asarray(values, dtype=np.float64)
+        peak = float(values.max()) if values.size else 0.0
+        high = np.log10(peak) if peak > 0 else 0.0
+        heat = _upscale(Image.fromarray(log_heat(values, high - decades, high)), rows)
+        step = rows / values.shape[0]
+        _mark(ImageDraw.Draw(heat), (site[1] + 0.5) * step, (site[0] + 0.5) * step)
+        seen = float((values > 0).mean()) if values.size else 0.0
+        notes = [f"1e{high - decades:.1f} .. 1e{high:.1f}", f"black: 0 ({100 * (1 - seen):.0f} %)"]
+        panels.append((name, heat, notes))
+    gap, top, bar = 10, 40 if title else 22, 12
+    width = gap + sum(p.width + gap for _, p, _ in panels)
+    figure = Image.new("RGB", (width, top + rows + bar + 44), "white")
+    draw = ImageDraw.Draw(figure)
+    if title:
+        draw.text((gap, 4), title, fill="black", font=font)
+    left = gap
+    ramp = log_heat(np.logspace(-1, 0, 256)[None, :], -1, 0)
+    for name, panel, notes in panels:
+        draw.text((left, top - 18), name, fill="black", font=font)
+        figure.paste(panel, (left, top))
+        if notes:
+            strip = Image.fromarray(ramp).resize((panel.width, bar), Image.Resampling.BILINEAR)
+            figure.paste(strip, (left, top + rows + 4))
+            for k, note in enumerate(notes):
+                draw.text((left, top + rows + bar + 8 + 16 * k), note, fill="black", font=font)
+        left += panel.width + gap
+    return figure
