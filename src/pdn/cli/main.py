@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "predict",
     "explain",
+    "plot",
     "export",
     "bench",
 )
