@@ -40,8 +40,16 @@ def _train(
 
 def test_short_train_writes_the_run_directory(tmp_path, capsys):
     recipe = ["train.optimizer=sgd", "train.lr=0.01", "train.head_lr_mult=10"]
-    assert _train(tmp_path, *recipe, "train.eval_interval=2", "train.checkpoint_interval=2") == 0
+    intervals = [
+        "train.eval_interval=2",
+        "train.checkpoint_interval=2",
+        "train.keep_checkpoints=true",
+    ]
+    assert _train(tmp_path, *recipe, *intervals) == 0
     run = tmp_path / "run"
+    kept = ck.load_checkpoint(run / "iter_2.pt")  # the periodic checkpoint of iteration 2, kept
+    assert kept["iteration"] == 2 and "optimizer" not in kept
+    assert not (run / "iter_4.pt").exists()  # the end of the run is last.pt
     assert {p.name for p in run.iterdir()} >= {
         "config.yaml",
         "last.pt",

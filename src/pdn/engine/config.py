@@ -84,6 +84,7 @@ class TrainConfig:
     aux_weight: float = 0.4  # weight of the auxiliary head's loss
     eval_interval: int = 4000  # validate every N steps (0: only at the end)
     checkpoint_interval: int = 4000  # write last.pt every N steps (0: only at the end)
+    keep_checkpoints: bool = False  # also keep each periodic checkpoint's weights as iter_N.pt
     log_interval: int = 50  # scalar log every N steps
     seed: int = 0
     amp: bool = True  # mixed precision (CUDA only; ignored on the CPU)

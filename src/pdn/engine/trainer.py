@@ -16,6 +16,7 @@ Run directory (written by rank 0)::
     config.yaml    the resolved config
     last.pt        the latest checkpoint, with optimizer / scheduler / scaler / RNG states
     best.pt        the checkpoint with the best validation mIoU so far (no resume states)
+    iter_N.pt      with train.keep_checkpoints, the weights at each periodic checkpoint
     log.jsonl      scalar log: {"iter", "kind": "train" | "val" | "reach", ...}; "reach" records
                    (context benchmark only) hold cue_share, see engine/explain.py
     metrics.json   the final evaluation (SegmentationResult.to_dict() plus "iteration")
@@ -593,6 +594,8 @@ class _Run:
                             _set_train_mode(self.forward, tcfg.freeze_bn)
                         if tcfg.checkpoint_interval and iteration % tcfg.checkpoint_interval == 0:
                             self._save("last.pt", iteration, self.last_metrics, resumable=True)
+                            if tcfg.keep_checkpoints:
+                                self._save(f"iter_{iteration}.pt", iteration, None, resumable=False)
             progress.close()
             result = self._evaluate(iteration, log, progress)
             self._save("last.pt", iteration, self.last_metrics, resumable=True)
