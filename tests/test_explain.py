@@ -80,6 +80,9 @@ def test_layer_influence_equals_the_summed_jacobian() -> None:
     (found,) = layer_influence(Wrapper().eval(), x, (2, 3), chunk=3)
     assert found.site == (2, 3)
     torch.testing.assert_close(found.values, expected)
+    assert set(found.directions) == {"down", "left"}
+    assert not found.directions["down"][3:].any() and found.directions["down"][:3].any()
+    assert not found.directions["left"][:, :3].any() and found.directions["left"][:, 3:].any()
 
 
 def test_cue_share_is_zero_for_a_local_model_and_not_for_pdn() -> None:

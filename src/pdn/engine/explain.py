@@ -18,8 +18,9 @@ images of a batch do not interact), computed with ``torch.autograd.grad`` so tha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,11 +32,13 @@ from ..models.diffusion import DiffusionLayer, DiffusionStack
 @dataclass
 class LayerInfluence:
     """One diffusion layer's influence map: ``name`` (module path), ``site`` (row, column) on the
-    feature map, ``values`` float ``(h, w)``."""
+    feature map, ``values`` float ``(h, w)``; for a sweep, ``directions`` maps each direction to
+    the same measure of its hidden state ``sum_{c, c'} |d h_c(site) / d X_c'|``."""
 
     name: str
     site: tuple[int, int]
     values: torch.Tensor
+    directions: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _gradient(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -129,25 +132,58 @@ def layer_influence(
             min(height - 1, row * height // image.shape[-2]),
             min(width - 1, col * width // image.shape[-1]),
         )
-        total = torch.zeros(height, width, device=x.device)
         was_training = layer.training
         layer.eval()
         try:
-            for start in range(0, channels, chunk):
-                picked = torch.arange(start, min(channels, start + chunk), device=x.device)
-                copies = x[None].repeat(len(picked), 1, 1, 1).requires_grad_(True)
-                copied_state = None
-                if state is not None:
-                    copied_state = tuple(s.repeat(len(picked), 1, 1, 1) for s in state)
-                with torch.enable_grad():
-                    y, _ = layer.forward_with_state(copies, copied_state)
-                    chosen = y[torch.arange(len(picked)), picked, site[0], site[1]]
-                    grad = _gradient(chosen.sum(), copies)
-                total += grad.abs().sum(dim=(0, 1))
+            output = _site_jacobian_mass(
+                functools.partial(_layer_output, layer, state),
+                x,
+                range(channels),
+                site,
+                chunk,
+            )
+            per_direction = {}
+            if layer.mode == "sweep":
+                for k, direction in enumerate(layer.directions):
+                    per_direction[direction] = _site_jacobian_mass(
+                        layer.hidden_states,
+                        x,
+                        range(k * layer.hidden, (k + 1) * layer.hidden),
+                        site,
+                        chunk,
+                    )
         finally:
             layer.train(was_training)
-        results.append(LayerInfluence(name, site, total))
+        results.append(LayerInfluence(name, site, output, per_direction))
     return results
+
+
+def _layer_output(
+    layer: DiffusionLayer, state: tuple[torch.Tensor, torch.Tensor] | None, x: torch.Tensor
+) -> torch.Tensor:
+    """``layer``'s output for a batch ``x`` of copies, each with the same previous ``state``."""
+    if state is not None:
+        state = (state[0].expand(len(x), -1, -1, -1), state[1].expand(len(x), -1, -1, -1))
+    return layer.forward_with_state(x, state)[0]
+
+
+def _site_jacobian_mass(
+    function, x: torch.Tensor, channels: range, site: tuple[int, int], chunk: int
+) -> torch.Tensor:
+    """``sum_{c in channels, c'} |d function(X)_c(site) / d X_c'|`` as ``(h, w)``, for a map
+    ``function: (N, C, h, w) -> (N, C_out, h, w)`` whose batch items do not interact; the
+    channels go ``chunk`` at a time, one copy of ``x`` (``(C, h, w)``) each."""
+    total = torch.zeros(x.shape[-2:], device=x.device)
+    picked_all = list(channels)
+    for start in range(0, len(picked_all), chunk):
+        picked = torch.tensor(picked_all[start : start + chunk], device=x.device)
+        copies = x[None].repeat(len(picked), 1, 1, 1).requires_grad_(True)
+        with torch.enable_grad():
+            y = function(copies)
+            chosen = y[torch.arange(len(picked)), picked, site[0], site[1]]
+            grad = _gradient(chosen.sum(), copies)
+        total += grad.abs().sum(dim=(0, 1))
+    return total
 
 
 def object_pixels(mask: torch.Tensor, count: int, background: int = 0) -> list[tuple[int, int]]:
