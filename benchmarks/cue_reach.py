@@ -1,0 +1,102 @@
+"""Where a context-benchmark model's decision comes from, by layer and sweep direction.
+
+    .venv/bin/python benchmarks/cue_reach.py CHECKPOINT [CHECKPOINT ...] [--scenes 8] [--split test]
+
+For each checkpoint (e.g. the ``iter_N.pt`` a run keeps with ``train.keep_checkpoints=true``)
+it rebuilds ``--scenes`` scenes of the split from the checkpoint's data options and prints:
+
+- ``model``: the cue share of the whole model (engine/explain.py :func:`cue_share`): the share of
+  an object pixel's decision gradient that lies on cue pixels;
+- for each diffusion layer, at the feature site of each explained object pixel, the share of the
+  layer's Jacobian mass on its input (:func:`layer_influence`) that lies on cue sites (feature
+  sites with a cue pixel), for the layer's output and for each direction's hidden state, grouped
+  by the side the scene's cue lies on. A direction can carry a cue only from the side it starts
+  on (``down`` from the top, ``right`` from the left, ``up`` from the bottom, ``left`` from the
+  right); its share for the other sides measures how much it hears of cue sites it cannot
+  propagate along its sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pdn import build_dataset
+from pdn.data.context import SIDES, cue_mask
+from pdn.engine.checkpoint import load_checkpoint
+from pdn.engine.explain import cue_share, layer_influence, object_pixels
+from pdn.engine.segmenter import Segmenter
+from pdn.errors import PdnError
+
+
+def reach(checkpoint: str, scenes: int, split: str, pixels: int) -> dict[str, float]:
+    ckpt = load_checkpoint(checkpoint)
+    data = ckpt["config"]["data"]
+    if data["name"] != "context":
+        raise SystemExit(f"{checkpoint}: trained on {data['name']!r}, not the context benchmark")
+    dataset = build_dataset("context", split=split, **dict(data.get("options") or {}))
+    segmenter = Segmenter.from_checkpoint(ckpt, device="cpu")
+    model = segmenter.model
+    images, masks, cues, sides = [], [], [], []
+    for index in range(scenes):
+        image, mask = dataset[index]
+        images.append(segmenter.prepare(image))
+        masks.append(mask)
+        layout = dataset.layout(index)
+        cues.append(torch.from_numpy(cue_mask(layout)))
+        sides.append(SIDES[layout.side])
+    images_t, masks_t, cues_t = torch.stack(images), torch.stack(masks), torch.stack(cues)
+    row = {"iteration": float(ckpt.get("iteration") or 0)}
+    row["model"] = cue_share(model, images_t, masks_t, cues_t, pixels_per_image=pixels)
+    shares: dict[str, list[float]] = defaultdict(list)
+    for index in range(scenes):
+        for pixel in object_pixels(masks_t[index], 1):
+            for layer in layer_influence(model, images_t[index], pixel):
+                h, w = layer.values.shape
+                cue_sites = F.adaptive_max_pool2d(cues_t[index][None, None].float(), (h, w))[0, 0]
+                side = sides[index]
+                short = layer.name.rsplit(".", 1)[-1]
+                for part, values in [("out", layer.values), *layer.directions.items()]:
+                    share = float((values * cue_sites).sum() / values.sum().clamp_min(1e-30))
+                    shares[f"L{short}.{part}@{side}"].append(share)
+    row.update({key: float(np.mean(v)) for key, v in sorted(shares.items())})
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--scenes", type=int, default=8)
+    parser.add_argument("--pixels", type=int, default=4, help="object pixels per scene (model)")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    for checkpoint in args.checkpoints:
+        try:
+            row = reach(checkpoint, args.scenes, args.split, args.pixels)
+        except PdnError as error:
+            raise SystemExit(f"{checkpoint}: {error}") from None
+        print(
+            f"{checkpoint}: iteration {row.pop('iteration'):.0f}, model cue share "
+            f"{row.pop('model'):.4f}"
+        )
+        layers = sorted({key.split(".")[0] for key in row})
+        for layer in layers:
+            parts = sorted(
+                {key.split(".")[1].split("@")[0] for key in row if key.startswith(layer)}
+            )
+            for part in parts:
+                cells = [
+                    f"{side} {row[f'{layer}.{part}@{side}']:.3f}"
+                    for side in SIDES
+                    if f"{layer}.{part}@{side}" in row
+                ]
+                print(f"  layer {layer[1:]} {part:>5}: " + "  ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
