@@ -236,3 +236,17 @@ def test_batches_depend_only_on_iteration_and_shard_by_rank():
     }
     g1, g2 = seeding.sample_generator(3, 1, 4), seeding.sample_generator(3, 1, 4)
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+
+
+def test_the_cue_probe_does_not_change_training(tmp_path, monkeypatch):
+    """The cue share is measured between steps (eval mode, autograd.grad): the weights a run
+    ends with are the same with and without it."""
+    assert _train(tmp_path, out="probed") == 0
+    monkeypatch.setattr(trainer_module.CueProbe, "from_dataset", classmethod(lambda *a, **k: None))
+    assert _train(tmp_path, out="plain") == 0
+    probed = torch.load(tmp_path / "probed" / "last.pt", weights_only=True)["model"]
+    plain = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)["model"]
+    assert probed.keys() == plain.keys()
+    assert all(torch.equal(probed[k], plain[k]) for k in probed)
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "plain" / "log.jsonl").open()]
+    assert "reach" not in kinds
