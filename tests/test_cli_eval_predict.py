@@ -197,6 +197,70 @@ def test_collect_images_disambiguates_names(tmp_path):
     assert len(problems) == 1 and "gone" in problems[0]
 
 
+def test_collect_images_keeps_overlay_names_apart(tmp_path):
+    """An input named a_overlay.png must not take the name of a.jpg's overlay, in either order."""
+    for name in ("a.jpg", "a_overlay.png"):
+        (tmp_path / name).write_bytes(b"")
+    found, _ = collect_images([tmp_path])
+    files = [f"{name}{suffix}" for _, name in found for suffix in ("", "_overlay")]
+    assert len(files) == len(set(files)) == 4
+    reverse, _ = collect_images([tmp_path / "a_overlay.png", tmp_path / "a.jpg"])
+    files = [f"{name}{suffix}" for _, name in reverse for suffix in ("", "_overlay")]
+    assert len(files) == len(set(files)) == 4
+
+
+def _photos(folder, count=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    for k in range(count):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            folder / f"p{k}.png"
+        )
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_predict_never_writes_over_its_inputs(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    before = _photos(photos)
+    argv = ["predict", "--checkpoint", str(checkpoint), "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv, "--out", str(photos), *extra, str(photos)]) == 2
+        err = capsys.readouterr().err
+        assert "is one of the input images" in err and len(err.strip().splitlines()) == 1
+        assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+    # outputs inside the input folder: a second run does not label the first run's outputs
+    out = photos / "labels"
+    assert main([*argv, "--out", str(out), str(photos)]) == 0
+    assert "labelled 2 image(s)" in capsys.readouterr().out
+    assert main([*argv, "--out", str(out), str(photos)]) == 0  # replaces its own outputs
+    assert "labelled 2 image(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "legend.png",
+        "p0.png",
+        "p0_overlay.png",
+        "p1.png",
+        "p1_overlay.png",
+    ]
+
+
+def test_predict_replaces_a_foreign_file_only_with_overwrite(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    _photos(photos, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p0_overlay.png").write_bytes(b"my own picture")
+    argv = ["predict", "--checkpoint", str(checkpoint), "--quiet", "--out", str(out), str(photos)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "p0_overlay.png exists and is not a pdn output" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["p0_overlay.png"]  # nothing written
+    assert (out / "p0_overlay.png").read_bytes() == b"my own picture"
+    assert main([*argv, "--overwrite"]) == 0
+    with Image.open(out / "p0_overlay.png") as replaced:
+        assert replaced.size == (40, 40)
+
+
 def test_bench_latency_prints_one_line(capsys):
     argv = ["bench", "latency", "--arch", "fcn", "--backbone", "tiny", "--size", "32", "48"]
     assert (

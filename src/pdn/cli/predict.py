@@ -84,6 +84,11 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="images of equal size per forward pass (default: 8 on a GPU, 1 on the CPU)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files in OUT that pdn did not write (an input is never replaced)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(parser)
     parser.set_defaults(func=run)
@@ -97,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         segmenter.batch_size = max(1, args.batch_size)
     segmenter.options = segmenter.options.override(**inference_overrides(args))
-    report = predict_to_folder(segmenter, args.inputs, args.out, progress=not args.quiet)
+    report = predict_to_folder(
+        segmenter, args.inputs, args.out, progress=not args.quiet, overwrite=args.overwrite
+    )
     for failure in report.failures:
         print(f"pdn predict: error: {failure}", file=sys.stderr)
     if report.written:

@@ -5,6 +5,11 @@ mode ``P`` at the image's size: pixel value = class index, colours = the checkpo
 ``NAME_overlay.png`` (the image blended with the class colours); ``legend.png`` names the colours.
 Images found inside an input folder keep their sub-folder under the output folder. A file that
 cannot be read is reported (one line naming it) and the others are still processed.
+
+Nothing of the user's is replaced: every file written carries a PNG text chunk ``Software: pdn``;
+before anything is written, the run is refused (:class:`~pdn.errors.PdnError`, one line) when an
+output would replace one of its inputs, or a file that is not a pdn output unless ``overwrite``.
+Files found in an input folder that are pdn outputs are not labelled again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from ..data.io import IMAGE_SUFFIXES
@@ -26,6 +32,25 @@ from .visualize import colorize, legend_image, overlay
 __all__ = ["PredictReport", "collect_images", "predict_to_folder"]
 
 LEGEND = "legend"
+OVERLAY_SUFFIX = "_overlay"
+SOFTWARE = "pdn"
+
+
+def _png_info() -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", SOFTWARE)
+    return info
+
+
+def is_pdn_output(path: Path) -> bool:
+    """Whether ``path`` is a PNG that ``pdn predict`` wrote (its ``Software`` text is ``pdn``)."""
+    if path.suffix.lower() != ".png":
+        return False
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "text", {}).get("Software") == SOFTWARE
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -62,7 +87,9 @@ def collect_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, str]]
         path = Path(item).expanduser()
         if path.is_dir():
             images = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_pdn_output(p)
             )
             if not images:
                 problems.append(f"{path}: no images ({' '.join(IMAGE_SUFFIXES)}) in this folder")
@@ -71,25 +98,57 @@ def collect_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, str]]
             found.append((path, path.stem))
         else:
             problems.append(f"{path}: no such file or folder")
+    # Each image writes NAME and NAME_overlay: both must be free, and neither may be the legend.
     taken = {LEGEND}
+    wanted = {name for _, name in found}
     named = []
     for path, name in found:
         unique = name
-        if unique in taken:
-            unique = f"{name}_{path.suffix.lstrip('.').lower() or 'file'}"
-            counter = 2
-            while unique in taken:
-                unique = f"{name}_{path.suffix.lstrip('.').lower()}{counter}"
-                counter += 1
-        taken.add(unique)
+        suffix = path.suffix.lstrip(".").lower() or "file"
+        counter = 1
+        while (
+            unique in taken
+            or f"{unique}{OVERLAY_SUFFIX}" in taken
+            or f"{unique}{OVERLAY_SUFFIX}" in wanted - {unique}
+        ):
+            unique = f"{name}_{suffix}" + (str(counter) if counter > 1 else "")
+            counter += 1
+        taken |= {unique, f"{unique}{OVERLAY_SUFFIX}"}
         named.append((path, unique))
     return named, problems
 
 
+def output_files(out_dir: Path, names: Iterable[str]) -> list[Path]:
+    """Every file a run with these output names writes: label maps, overlays and the legend."""
+    files = [out_dir / f"{LEGEND}.png"]
+    for name in names:
+        files += [out_dir / f"{name}.png", out_dir / f"{name}{OVERLAY_SUFFIX}.png"]
+    return files
+
+
+def check_outputs(
+    out_dir: Path, items: Sequence[tuple[Path, str]], *, overwrite: bool = False
+) -> None:
+    """Refuse, before anything is written, outputs that would replace an input, or an existing
+    file that is not a pdn output (unless ``overwrite``)."""
+    inputs = {path.resolve() for path, _ in items}
+    for target in output_files(out_dir, [name for _, name in items]):
+        if target.resolve() in inputs:
+            raise PdnError(
+                f"{target} is one of the input images; choose an --out folder of its own"
+            )
+        if target.exists() and not overwrite and not is_pdn_output(target):
+            raise PdnError(
+                f"{target} exists and is not a pdn output; nothing written (pass --overwrite "
+                "to replace it, or choose another --out)"
+            )
+
+
 def _write(label_path: Path, pixels: np.ndarray, labels: np.ndarray, palette: Sequence) -> None:
     label_path.parent.mkdir(parents=True, exist_ok=True)
-    colorize(labels, palette).save(label_path)
-    overlay(pixels, labels, palette).save(label_path.with_name(f"{label_path.stem}_overlay.png"))
+    colorize(labels, palette).save(label_path, pnginfo=_png_info())
+    overlay_path = label_path.with_name(f"{label_path.stem}{OVERLAY_SUFFIX}.png")
+    overlay(pixels, labels, palette).save(overlay_path, pnginfo=_png_info())
 
 
 def predict_to_folder(
@@ -98,16 +157,19 @@ def predict_to_folder(
     out_dir: str | Path,
     *,
     progress: bool = True,
+    overwrite: bool = False,
     **options: Any,
 ) -> PredictReport:
     """Label every image under ``inputs`` and write label maps, overlays and a legend to ``out_dir``.
 
     Images are read and labelled in groups of ``segmenter.batch_size`` (equal sizes share a
     forward pass). ``options`` override the segmenter's inference settings (``mode``, ``crop_size``,
-    ``stride``, ``scales``, ``flip``).
+    ``stride``, ``scales``, ``flip``). ``overwrite`` allows replacing files that are not pdn
+    outputs (never an input); see the module docstring.
     """
     out_dir = Path(out_dir)
     items, failures = collect_images(inputs)
+    check_outputs(out_dir, items, overwrite=overwrite)
     report = PredictReport(failures=list(failures))
     bar = tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr, disable=not progress)
     step = max(1, segmenter.batch_size)
@@ -131,5 +193,5 @@ def predict_to_folder(
     bar.close()
     if report.written:
         report.legend = out_dir / f"{LEGEND}.png"
-        legend_image(segmenter.classes, segmenter.palette).save(report.legend)
+        legend_image(segmenter.classes, segmenter.palette).save(report.legend, pnginfo=_png_info())
     return report
