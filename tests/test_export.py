@@ -3,6 +3,8 @@ carry the classes, palette and normalisation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,14 @@ from torch import nn
 import pdn
 from pdn.cli.main import main
 from pdn.engine import checkpoint as ck
-from pdn.engine.export import ExportError, export_checkpoint, read_metadata, size_specific
+from pdn.engine.export import (
+    ExportError,
+    _compare,
+    export_checkpoint,
+    read_metadata,
+    size_specific,
+)
+from pdn.errors import CheckpointError
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
@@ -132,3 +141,53 @@ def test_a_graph_beyond_tolerance_is_refused(tmp_path):
     with pytest.raises(ExportError, match="differs from the eager model"):
         export_checkpoint(checkpoint, tmp_path / "m.onnx", size=(32, 32), tolerance=-1.0)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_never_replaces_the_checkpoint_or_a_foreign_file(tmp_path, capsys):
+    model = _model("fcn", {})
+    checkpoint = ck.save_checkpoint(
+        tmp_path / "best.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
+    )
+    saved = checkpoint.read_bytes()
+    argv = ["export", "--checkpoint", str(checkpoint), "--size", "32", "32"]
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv, "--out", str(checkpoint), *extra]) == 2
+        assert "is the checkpoint being exported" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == saved
+    foreign = tmp_path / "notes.onnx"
+    foreign.write_text("mine")
+    assert main([*argv, "--out", str(foreign)]) == 2
+    assert "exists and is not a pdn export" in capsys.readouterr().err
+    assert foreign.read_text() == "mine"
+    assert main([*argv, "--out", str(foreign), "--overwrite"]) == 0
+    assert main([*argv, "--out", str(foreign)]) == 0  # its own earlier export: replaced
+    capsys.readouterr()
+
+
+def test_non_finite_weights_or_outputs_fail_verification(tmp_path, capsys):
+    model = _model("fcn", {})
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    checkpoint = ck.save_checkpoint(
+        tmp_path / "nan.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
+    )
+    with pytest.raises(CheckpointError, match="not finite"):
+        export_checkpoint(checkpoint, tmp_path / "m.onnx", size=(32, 32))
+    assert not (tmp_path / "m.onnx").exists()
+    five = pdn.build_model("fcn", 5, backbone="tiny", channels=16).eval()
+    with torch.no_grad():
+        next(five.parameters()).view(-1)[0] = float("inf")
+    names = [f"c{k}" for k in range(5)]
+    five_classes = ck.save_checkpoint(
+        tmp_path / "inf.pt", ck.make_checkpoint(five, classes=names, palette=[(0, 0, 0)] * 5)
+    )
+    for command in (
+        ["eval", "--checkpoint", str(five_classes), "data.name=context", "data.options={size: 32}"],
+        ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), str(tmp_path)],
+    ):
+        assert main(command) == 2
+        assert "not finite" in capsys.readouterr().err
+    # a NaN difference is a failure, not "max abs diff 0"
+    healthy = _model("fcn", {})
+    x = [torch.randn(1, 3, 32, 32)]
+    assert math.isnan(_compare(healthy, lambda t: torch.full((1, 3, 32, 32), float("nan")), x, "g"))

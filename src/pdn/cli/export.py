@@ -56,6 +56,11 @@ def register(subparsers: Any) -> None:
         metavar="T",
         help="largest accepted max abs difference from the PyTorch logits (default: 1e-3)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out that is not a pdn export (the checkpoint never)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -70,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         dynamic=args.dynamic,
         tolerance=args.tolerance,
+        overwrite=args.overwrite,
     )
     for note in result.notes:
         print(f"pdn export: note: {note}")

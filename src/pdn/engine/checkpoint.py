@@ -207,6 +207,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _finite(value: torch.Tensor) -> bool:
+    return not value.is_floating_point() or bool(torch.isfinite(value).all())
+
+
 def model_from_checkpoint(
     ckpt: Mapping[str, Any] | str | Path, device: str | torch.device | None = None
 ) -> nn.Module:
@@ -228,5 +232,12 @@ def model_from_checkpoint(
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint weights do not fit its model_config ({first})") from None
+    broken = [name for name, value in model.state_dict().items() if not _finite(value)]
+    if broken:
+        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
+        raise CheckpointError(
+            f"checkpoint weights are not finite (NaN or inf in {broken[0]}{more}); "
+            "this model cannot give a result"
+        )
     model.eval()
     return model.to(device) if device is not None else model

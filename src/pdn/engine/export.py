@@ -237,7 +237,14 @@ def _compare(model: nn.Module, run: Any, inputs: list[torch.Tensor], what: str) 
                 f"the exported {what} returned shape {list(got.shape)} for input {list(x.shape)}, "
                 f"the model {list(expected.shape)}"
             )
-        worst = max(worst, float((got.float() - expected).abs().max()))
+        if not bool(torch.isfinite(expected).all()):
+            raise ExportError(
+                f"the model's own output is not finite for an input of shape {list(x.shape)}; "
+                "nothing to verify against, nothing written"
+            )
+        diff = float((got.float() - expected).abs().max())
+        if not diff <= worst:  # max(worst, nan) would keep worst: NaN must fail verification
+            worst = diff
     return worst
 
 
@@ -389,6 +396,25 @@ def default_size(config: Mapping[str, Any] | None) -> tuple[int, int]:
     return (int(crop), int(crop)) if crop else (DEFAULT_SIZE, DEFAULT_SIZE)
 
 
+def check_output(out: Path, checkpoint: Path, *, overwrite: bool = False) -> None:
+    """Refuse an ``out`` that is the checkpoint itself or a folder, or an existing file that is
+    not a pdn export (unless ``overwrite``): one-line :class:`ExportError`, nothing written."""
+    if out.exists() and checkpoint.exists() and out.resolve() == checkpoint.resolve():
+        raise ExportError(f"--out {out} is the checkpoint being exported; choose another file")
+    if out.is_dir():
+        raise ExportError(f"--out {out} is a folder; give the file to write")
+    if out.exists() and not overwrite:
+        try:
+            ours = bool(read_metadata(out).get("pdn.classes"))
+        except Exception:  # anything unreadable as a pdn export is someone else's file
+            ours = False
+        if not ours:
+            raise ExportError(
+                f"--out {out} exists and is not a pdn export; nothing written (pass --overwrite "
+                "to replace it)"
+            )
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
@@ -398,6 +424,7 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
     dynamic: bool = False,
     tolerance: float = TOLERANCE,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export the model of a ``pdn train`` checkpoint with its classes, palette and normalisation.
 
@@ -409,9 +436,11 @@ def export_checkpoint(
             :func:`default_size`).
         opset, dynamic: ONNX only (see :func:`export_onnx`).
         tolerance: largest accepted difference from the eager model.
+        overwrite: replace an existing ``out`` that is not a pdn export (never the checkpoint).
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r} (choose onnx or torchscript)")
+    check_output(Path(out), Path(checkpoint), overwrite=overwrite)
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     height, width = (int(v) for v in size) if size else default_size(ckpt.get("config"))
