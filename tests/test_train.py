@@ -250,3 +250,20 @@ def test_the_cue_probe_does_not_change_training(tmp_path, monkeypatch):
     assert all(torch.equal(probed[k], plain[k]) for k in probed)
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "plain" / "log.jsonl").open()]
     assert "reach" not in kinds
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path, capsys):
+    """A second pdn train in a directory another process trains in gets a one-line error naming
+    the holder, and changes nothing there."""
+    from pdn.engine.rundir import LOCK_FILE, run_directory_lock
+
+    with run_directory_lock(tmp_path / "run"):
+        holder = (tmp_path / "run" / LOCK_FILE).read_text().strip()
+        assert holder.startswith(f"pid {os.getpid()} on ")
+        for resume in (False, True):
+            assert _train(tmp_path, resume=resume) == 2
+            err = capsys.readouterr().err
+            assert "is in use by another pdn train" in err and holder in err
+            assert len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE]
+    assert _train(tmp_path) == 0  # released at the end of the block

@@ -77,8 +77,12 @@ def test_sigkill_and_resume_is_identical_to_an_uninterrupted_run(tmp_path):
     assert crashed.returncode == -signal.SIGKILL
     assert ck.load_checkpoint(tmp_path / "crashed" / "last.pt")["iteration"] == 4
 
+    stale = tmp_path / "crashed" / ".last.pt.abc123.tmp"  # a partial write cut short by a kill
+    stale.write_bytes(b"partial")
+    # the killed process held the run directory's lock; the kernel released it at the kill
     resumed = _pdn([*args, "--out", str(tmp_path / "crashed"), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
+    assert not stale.exists()
     assert "resuming" in resumed.stderr and "at iteration 4/7" in resumed.stderr
 
     want = ck.load_checkpoint(tmp_path / "reference" / "last.pt")

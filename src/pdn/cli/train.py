@@ -60,15 +60,18 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.trainer import prepare_run, train
+    from ..engine.rundir import run_directory_lock
+    from ..engine.trainer import default_run_dir, prepare_run, train
 
     config, overrides = split_items(args.items)
     stray = [item for item in overrides if "=" not in item]
     if stray:
         print(f"pdn train: error: expected KEY=VALUE, got {stray[0]!r}", file=sys.stderr)
         return 2
-    cfg, run_dir, ckpt = prepare_run(config, overrides, args.out, resume=args.resume)
-    result = train(cfg, run_dir, resume=ckpt)
+    out = args.out if args.out is not None else default_run_dir(config)
+    with run_directory_lock(out):
+        cfg, run_dir, ckpt = prepare_run(config, overrides, out, resume=args.resume)
+        result = train(cfg, run_dir, resume=ckpt)
     if result.stopped_by is not None:
         return 130 if result.stopped_by == "SIGINT" else 143
     return 0

@@ -618,6 +618,11 @@ class _Run:
                 log.close()
 
 
+def default_run_dir(config: str | None) -> Path:
+    """``runs/<config name>``, where ``pdn train`` writes without ``--out``."""
+    return Path("runs") / (Path(str(config)).stem if config is not None else DEFAULT_CONFIG)
+
+
 def prepare_run(
     config: str | Path | None,
     overrides: Sequence[str],
@@ -635,10 +640,7 @@ def prepare_run(
       fresh (so one command line serves both the first start and every restart).
     """
     cfg = load_config(config, overrides) if (config is not None or not resume) else None
-    if out is None:
-        stem = Path(str(config)).stem if config is not None else DEFAULT_CONFIG
-        out = Path("runs") / stem
-    run_dir = Path(out)
+    run_dir = Path(out) if out is not None else default_run_dir(config)
     last = run_dir / "last.pt"
     if not resume:
         if last.is_file():
@@ -661,6 +663,7 @@ __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "build_optimizer",
+    "default_run_dir",
     "evaluate",
     "param_groups",
     "poly_schedule",
