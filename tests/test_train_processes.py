@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -185,3 +186,29 @@ def test_two_ddp_processes_match_one_process_with_the_same_global_batch(tmp_path
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m1["num_pixels"] == m2["num_pixels"] == 16 * 64 * 64
     assert m2["mIoU"] == pytest.approx(m1["mIoU"], abs=1e-3)
+
+
+def test_a_bad_file_with_two_workers_ends_the_run_with_one_line(tmp_path):
+    """A worker's DataError used to hang the run at exit (multiprocessing waited for workers that
+    ignore SIGTERM); now it ends promptly with the one line num_workers=0 gives."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from layouts import random_image, write_folder
+
+    rng = np.random.default_rng(0)
+    samples = [
+        (f"s{k}", random_image(48, 48, k), rng.integers(0, 3, (48, 48), dtype=np.uint8))
+        for k in range(6)
+    ]
+    pairs = write_folder(tmp_path / "data", "train", samples)
+    pairs[3][0].write_bytes(b"not an image")
+    args = ["train", "model.arch=fcn", "model.backbone=tiny", "data.name=folder"]
+    args += [f"data.root={tmp_path / 'data'}", "data.options={}", "data.val_split=null"]
+    args += ["data.crop_size=32", "train.iters=20", "train.batch_size=2", "train.device=cpu"]
+    for workers in (2, 0):
+        done = _pdn([*args, f"data.num_workers={workers}", "--out", str(tmp_path / f"w{workers}")])
+        assert done.returncode == 2, done.stderr
+        lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("iter ")]
+        assert lines == [
+            f"pdn train: error: {pairs[3][0]}: cannot read image "
+            "(not an image format Pillow recognises, or corrupt)"
+        ], done.stderr

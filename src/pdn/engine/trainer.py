@@ -128,6 +128,31 @@ def _ignore_signals_in_worker(_: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+@contextmanager
+def _batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
+    """Iterate ``loader`` and always stop its worker processes on the way out.
+
+    Without this, an error in a worker reached the main process, but the iterator stayed alive
+    in the traceback's frames and at exit ``multiprocessing`` waited forever to join workers that
+    ignore SIGTERM. A :class:`PdnError` raised in a worker comes back with torch's "Caught ... in
+    DataLoader worker" preamble and the worker's traceback; it is re-raised as its own one line.
+    """
+    iterator = iter(loader)
+    try:
+        yield iterator
+    except PdnError as error:
+        lines = str(error).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+            last = lines[-1]
+            prefix = f"{type(error).__module__}.{type(error).__name__}: "
+            raise type(error)(last.removeprefix(prefix)) from None
+        raise
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
 def training_loss(
     logits: torch.Tensor,
     aux_logits: torch.Tensor | None,
@@ -213,14 +238,15 @@ def evaluate(
         class_names=list(dataset.classes),
         device=context.device,
     )
-    for image, mask in loader:
-        with _autocast(context.device, amp):
-            logits = model(image.to(context.device))
-        if logits.shape[-2:] != mask.shape[-2:]:  # eval_resize: score at the label's own size
-            logits = F.interpolate(
-                logits.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False
-            )
-        metric.update(logits.argmax(dim=1), mask.to(context.device))
+    with _batches(loader) as batches:
+        for image, mask in batches:
+            with _autocast(context.device, amp):
+                logits = model(image.to(context.device))
+            if logits.shape[-2:] != mask.shape[-2:]:  # eval_resize: score at the label's size
+                logits = F.interpolate(
+                    logits.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False
+                )
+            metric.update(logits.argmax(dim=1), mask.to(context.device))
     metric.all_reduce()
     model.train(was_training)
     return metric.compute()
@@ -519,9 +545,9 @@ class _Run:
         iteration = self.start
         stopped_by = None
         try:
-            with _StopRequest() as stop:
+            with _StopRequest() as stop, _batches(self._loader()) as batches:
                 _set_train_mode(self.forward, tcfg.freeze_bn)
-                for images, masks in self._loader():
+                for images, masks in batches:
                     images = images.to(ctx.device, non_blocking=True)
                     masks = masks.to(ctx.device, non_blocking=True)
                     with _autocast(ctx.device, self.use_amp):
