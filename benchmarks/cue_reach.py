@@ -13,7 +13,12 @@ it rebuilds ``--scenes`` scenes of the split from the checkpoint's data options 
   by the side the scene's cue lies on. A direction can carry a cue only from the side it starts
   on (``down`` from the top, ``right`` from the left, ``up`` from the bottom, ``left`` from the
   right); its share for the other sides measures how much it hears of cue sites it cannot
-  propagate along its sweep.
+  propagate along its sweep;
+- ``colour``: how much each stage's activations change when the whole cue is repainted in each of
+  the 4 colours (the rest of the scene unchanged): the mean over colour pairs of
+  ``|f_a - f_b| / |f|`` per site, at cue sites for the backbone's last map and the head's
+  ``reduce`` output (does the cue's colour survive into the features the head diffuses?), and at
+  object sites for the diffusion stack's output and the logits (does it arrive?).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from pdn import build_dataset
-from pdn.data.context import SIDES, cue_mask
+from pdn.data.context import SIDES, cue_mask, paint
 from pdn.engine.checkpoint import load_checkpoint
 from pdn.engine.explain import cue_share, layer_influence, object_pixels
 from pdn.engine.segmenter import Segmenter
@@ -64,7 +69,48 @@ def reach(checkpoint: str, scenes: int, split: str, pixels: int) -> dict[str, fl
                     share = float((values * cue_sites).sum() / values.sum().clamp_min(1e-30))
                     shares[f"L{short}.{part}@{side}"].append(share)
     row.update({key: float(np.mean(v)) for key, v in sorted(shares.items())})
+    row.update(colour_separation(segmenter, dataset, scenes))
     return row
+
+
+def colour_separation(segmenter: Segmenter, dataset, scenes: int) -> dict[str, float]:
+    """``colour.STAGE``: the relative change of each stage's activations between repaintings of
+    the whole cue in two colours, mean over the 6 pairs of the 4 colours and over ``scenes``."""
+    model = segmenter.model
+    head = model.decode_head
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [model.backbone.register_forward_hook(lambda m, i, o: captured.update(backbone=o[-1]))]
+    if hasattr(head, "reduce"):
+        hooks.append(head.reduce.register_forward_hook(lambda m, i, o: captured.update(reduce=o)))
+    if hasattr(head, "diffusion"):
+        hooks.append(
+            head.diffusion.register_forward_hook(lambda m, i, o: captured.update(diffused=o))
+        )
+    found: dict[str, list[float]] = defaultdict(list)
+    try:
+        for index in range(scenes):
+            layout = dataset.layout(index)
+            stages = []
+            for colour in range(4):
+                image, mask = paint(layout, [colour] * dataset.cue_segments)
+                with torch.no_grad():
+                    logits = model(segmenter.prepare(torch.from_numpy(image))[None])
+                stages.append({**captured, "logits": logits})
+            objects = torch.from_numpy(mask > 0)
+            cue = torch.from_numpy(cue_mask(layout))
+            for stage in stages[0]:
+                h, w = stages[0][stage].shape[-2:]
+                where = cue if stage in ("backbone", "reduce") else objects
+                sites = F.adaptive_max_pool2d(where[None, None].float(), (h, w))[0, 0] > 0
+                values = [s[stage][0][:, sites] for s in stages]  # (C, sites)
+                scale = torch.stack([v.norm(dim=0) for v in values]).mean(0).clamp_min(1e-12)
+                pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+                change = [((values[a] - values[b]).norm(dim=0) / scale).mean() for a, b in pairs]
+                found[f"colour.{stage}"].append(float(torch.stack(change).mean()))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {key: float(np.mean(v)) for key, v in found.items()}
 
 
 def main() -> None:
@@ -84,6 +130,8 @@ def main() -> None:
             f"{checkpoint}: iteration {row.pop('iteration'):.0f}, model cue share "
             f"{row.pop('model'):.4f}"
         )
+        colours = {k: row.pop(k) for k in [k for k in row if k.startswith("colour.")]}
+        print("  colour separation: " + "  ".join(f"{k[7:]} {v:.4f}" for k, v in colours.items()))
         layers = sorted({key.split(".")[0] for key in row})
         for layer in layers:
             parts = sorted(
