@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "plot",
     "export",
     "bench",
+    "catalog",
 )
 
 
