@@ -102,6 +102,32 @@ def test_types_and_values_are_checked(tmp_path):
     broken.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yaml"):
         C.load_config(broken)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="empty.yaml: the config is empty"):
+        C.load_config(empty)
+
+
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        ("model.dropout=1.5", "model.dropout' must be in [0, 1), got 1.5"),
+        ("train.poly_power=-1", "train.poly_power' must be >= 0, got -1"),
+        ("train.head_lr_mult=-2", "train.head_lr_mult' must be positive, got -2"),
+        ("train.momentum=1", "train.momentum' must be in [0, 1), got 1"),
+        ("train.aux_weight=-0.1", "train.aux_weight' must be >= 0"),
+        ("model.kernel_size=4", "model.kernel_size' must be a positive odd number, got 4"),
+        ("model.rates=[1,0]", "model.rates' must be >= 1 each, got [1, 0]"),
+        ("model.output_stride=4", "model.output_stride' must be 8, 16 or 32, got 4"),
+        ("model.forget_bias=inf", "model.forget_bias' must be a finite number"),
+        ("model.chrono_steps=2", "model.chrono_steps' must be at least 3, got 2"),
+        ("eval.crop_size=16", "eval.crop_size' must be at least 32, got 16"),
+    ],
+)
+def test_out_of_range_values_name_the_key_the_value_and_the_range(override, shown):
+    with pytest.raises(ConfigError) as error:
+        C.load_config("demo", [override])
+    assert shown in str(error.value) and "\n" not in str(error.value)
 
 
 def test_saved_config_round_trips(tmp_path):

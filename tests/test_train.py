@@ -267,3 +267,13 @@ def test_a_run_directory_in_use_is_refused(tmp_path, capsys):
             assert len(err.strip().splitlines()) == 1
         assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE]
     assert _train(tmp_path) == 0  # released at the end of the block
+
+
+def test_resume_past_the_requested_iterations_is_refused(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    capsys.readouterr()
+    assert _train(tmp_path, "train.iters=2", resume=True) == 2
+    err = capsys.readouterr().err
+    assert (
+        "already at iteration 4, past train.iters=2" in err and len(err.strip().splitlines()) == 1
+    )

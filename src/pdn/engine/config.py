@@ -10,6 +10,7 @@ type and an unknown key are errors (:class:`~pdn.errors.ConfigError`, one line, 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
@@ -213,6 +214,10 @@ def _read_yaml(file: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{file}: a config file must be a mapping of sections, got {type(data).__name__}"
         )
+    if not data:  # the defaults alone are ResNet-50 at 512 px: never what an empty file meant
+        raise ConfigError(
+            f"{file}: the config is empty; give at least its data section (see pdn config demo)"
+        )
     return data
 
 
@@ -289,6 +294,14 @@ def validate(cfg: DictConfig) -> None:
             and 0 < cfg.data.scale_range[0] <= cfg.data.scale_range[1],
             "must be [low, high] with 0 < low <= high",
         ),
+        ("train.head_lr_mult", cfg.train.head_lr_mult > 0, "must be positive"),
+        ("train.momentum", 0 <= cfg.train.momentum < 1, "must be in [0, 1)"),
+        ("train.weight_decay", cfg.train.weight_decay >= 0, "must be >= 0"),
+        ("train.poly_power", cfg.train.poly_power >= 0, "must be >= 0"),
+        ("train.aux_weight", cfg.train.aux_weight >= 0, "must be >= 0"),
+        ("data.rotation", 0 <= cfg.data.rotation <= 180, "must be in [0, 180] degrees"),
+        ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
+        *_optional_checks(cfg),
         ("eval.mode", cfg.eval.mode in ("whole", "slide"), "must be whole or slide"),
         ("train.optimizer", cfg.train.optimizer in ("sgd", "adamw"), "must be sgd or adamw"),
         (
@@ -306,6 +319,38 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             value = OmegaConf.select(cfg, key)
             raise ConfigError(f"config key {key!r} {message}, got {_show(value)}")
+
+
+def _optional_checks(cfg: DictConfig) -> list[tuple[str, bool, str]]:
+    """Range checks of the keys that may be left at None (the architecture's default)."""
+    model, evaluation = cfg.model, cfg.eval
+    rules: list[tuple[str, Any, Any, str]] = [
+        ("model.dropout", model.dropout, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        ("model.channels", model.channels, lambda v: v >= 1, "must be at least 1"),
+        ("model.num_layers", model.num_layers, lambda v: v >= 1, "must be at least 1"),
+        ("model.hidden", model.hidden, lambda v: v >= 1, "must be at least 1"),
+        (
+            "model.kernel_size",
+            model.kernel_size,
+            lambda v: v >= 1 and v % 2 == 1,
+            "must be a positive odd number",
+        ),
+        ("model.rates", model.rates, lambda v: len(v) > 0 and min(v) >= 1, "must be >= 1 each"),
+        (
+            "model.atrous_rates",
+            model.atrous_rates,
+            lambda v: len(v) > 0 and min(v) >= 1,
+            "must be >= 1 each",
+        ),
+        ("model.bins", model.bins, lambda v: len(v) > 0 and min(v) >= 1, "must be >= 1 each"),
+        ("model.forget_bias", model.forget_bias, math.isfinite, "must be a finite number"),
+        ("model.chrono_steps", model.chrono_steps, lambda v: v >= 3, "must be at least 3"),
+        ("eval.crop_size", evaluation.crop_size, lambda v: v >= 32, "must be at least 32"),
+        ("eval.stride", evaluation.stride, lambda v: v >= 1, "must be at least 1"),
+    ]
+    return [
+        (key, value is None or bool(test(value)), message) for key, value, test, message in rules
+    ]
 
 
 def _show(value: Any) -> Any:

@@ -40,7 +40,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import CheckpointError, PdnError
+from ..errors import CheckpointError, ConfigError, PdnError
 from ..metrics import SegmentationMetric, SegmentationResult
 from . import distributed, seeding
 from .checkpoint import (
@@ -418,6 +418,11 @@ class _Run:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.start = int(ckpt["iteration"])
+        if self.start > self.cfg.train.iters:
+            raise ConfigError(
+                f"the run is already at iteration {self.start}, past train.iters="
+                f"{self.cfg.train.iters}; give train.iters={self.start} or more to resume it"
+            )
         self.last_metrics = ckpt.get("metrics")
         ranks = ckpt["rng"].get("ranks", [])
         if len(ranks) == self.context.world_size:
