@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """One line naming the path(s) and the reason: ``out/x.png: Permission denied``."""
+    reason = error.strerror or type(error).__name__
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else f"{reason} ({error})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,6 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except PdnError as error:
         print(f"pdn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # permissions, a missing path, a folder for a file, a full disk
+        print(f"pdn {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            f"pdn {args.command}: error: out of memory (a smaller image, crop, batch or "
+            "model, or eval.mode=slide, may fit)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"pdn {args.command}: interrupted", file=sys.stderr)

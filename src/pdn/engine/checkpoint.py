@@ -22,6 +22,7 @@ Only tensors, dicts, lists, tuples, str, int, float, bool and None are stored, s
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -166,7 +167,44 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    problem = metadata_problem(payload)
+    if problem:
+        raise CheckpointError(f"{path}: checkpoint metadata is inconsistent: {problem}")
     return payload
+
+
+def metadata_problem(payload: Mapping[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's metadata (class names against the classifier, palette,
+    normalisation), naming the field; None when it is consistent."""
+    config, classes, palette = payload["model_config"], payload["classes"], payload["palette"]
+    if not isinstance(config, Mapping) or not isinstance(config.get("num_classes"), int):
+        return "model_config has no integer num_classes"
+    count = config["num_classes"]
+    if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of names"
+    if len(classes) != count:
+        return f"classes names {len(classes)} classes, the classifier has {count}"
+    if not isinstance(palette, list | tuple) or len(palette) != count:
+        return f"palette must hold one colour per class ({count})"
+    for index, colour in enumerate(palette):
+        if not (
+            isinstance(colour, list | tuple)
+            and len(colour) == 3
+            and all(isinstance(v, int) and 0 <= v <= 255 for v in colour)
+        ):
+            return f"palette[{index}] must be 3 integers in 0..255, got {colour!r}"
+    normalization = payload["normalization"]
+    if not isinstance(normalization, Mapping):
+        return "normalization must be a mapping with mean and std"
+    mean, std = normalization.get("mean"), normalization.get("std")
+    for name, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, list | tuple) or len(values) != 3:
+            return f"normalization.{name} must be 3 numbers, got {values!r}"
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            return f"normalization.{name} must be finite numbers, got {list(values)}"
+    if not all(v > 0 for v in std):
+        return f"normalization.std must be positive, got {list(std)}"
+    return None
 
 
 def check_compatible(ckpt: Mapping[str, Any], model_config: Mapping[str, Any]) -> None:

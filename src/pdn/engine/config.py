@@ -248,6 +248,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     file = find_config(path)
     cfg = _merge(OmegaConf.structured(Config), _read_yaml(file), f"in {file}")
+    check_resolvable(cfg, str(file))
     return apply_overrides(cfg, overrides)
 
 
@@ -273,8 +274,18 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
                 raise ConfigError(f"config key {key!r} in override {item!r}: {message}") from None
         else:
             cfg = _merge(cfg, nested, f"in override {item!r}")
+    check_resolvable(cfg, "the overrides")
     validate(cfg)
     return cfg
+
+
+def check_resolvable(cfg: DictConfig, where: str) -> None:
+    """Every ``${...}`` interpolation must resolve now, not when a key is first read mid-run."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        message = str(error).strip().splitlines()[0]
+        raise ConfigError(f"{where}: an interpolation does not resolve ({message})") from None
 
 
 def validate(cfg: DictConfig) -> None:

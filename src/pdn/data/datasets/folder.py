@@ -20,7 +20,15 @@ def read_class_names(path: Path) -> list[str]:
     """One class name per non-empty line; line ``k`` names class ``k``."""
     if not path.is_file():
         raise DataError(f"{path}: class-names file not found")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: class-names file is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the class-names file ({error.strerror})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise DataError(f"{path}: class-names file is empty")
     if len(names) > IGNORE_INDEX:

@@ -1,0 +1,100 @@
+"""Hostile inputs a later change must keep handling: each gives one ``pdn ...: error:`` line (exit
+2), never a traceback, and changes nothing of the user's. The cases that need a trained run or a
+second process live beside their feature (tests/test_train.py, test_train_processes.py,
+test_cli_eval_predict.py, test_export.py); this module holds the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pdn
+from pdn.cli.main import main
+from pdn.engine import checkpoint as ck
+
+CLASSES = ["background", "a", "b"]
+PALETTE = [(0, 0, 0), (220, 40, 40), (40, 220, 40)]
+
+
+def _one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pdn {command}: error: "), err
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def _checkpoint(tmp_path, **changes):
+    model = pdn.build_model("fcn", 3, backbone="tiny", channels=16)
+    payload = ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
+    payload.update(changes)
+    path = tmp_path / "tampered.pt"
+    torch.save(payload, path)  # written as an attacker would, not through save_checkpoint
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"palette": [(0, 0, 0), (300, 0, 0), (0, 0, 0)]},
+            "palette[1] must be 3 integers in 0..255",
+        ),
+        ({"palette": [(0, 0, 0)]}, "palette must hold one colour per class (3)"),
+        ({"classes": ["only", "two"]}, "classes names 2 classes, the classifier has 3"),
+        (
+            {"normalization": {"mean": [0, 0, 0], "std": [1, 0, 1]}},
+            "normalization.std must be positive",
+        ),
+        (
+            {"normalization": {"mean": [0, 0], "std": [1, 1, 1]}},
+            "normalization.mean must be 3 numbers",
+        ),
+    ],
+)
+def test_inconsistent_checkpoint_metadata_names_the_field(tmp_path, capsys, change, message):
+    path = _checkpoint(tmp_path, **change)
+    assert (
+        main(["predict", "--checkpoint", str(path), "--out", str(tmp_path / "o"), str(path)]) == 2
+    )
+    err = _one_line_error(capsys, "predict")
+    assert "checkpoint metadata is inconsistent" in err and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_yaml_interpolation_that_does_not_resolve(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("data: {name: context}\ntrain:\n  iters: ${nope}\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = _one_line_error(capsys, "train")
+    assert "bad.yaml: an interpolation does not resolve" in err and "nope" in err
+    assert main(["config", "demo", "train.iters=${nope}"]) == 2
+    _one_line_error(capsys, "config")
+
+
+def test_a_class_names_file_that_is_not_utf8(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_bytes(b"\xff\xfe b\x00a\x00d\x00\n")
+    assert main(["data", "check", "--dataset", "folder", "--root", str(root)]) == 2
+    err = _one_line_error(capsys, "data")
+    assert "classes.txt: class-names file is not UTF-8 text" in err
+
+
+def test_an_os_error_names_the_path(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / "log.jsonl").write_text('{"iter": 1, "kind": "train", "loss_main": 1.0}\n')
+    assert main(["plot", str(run), "--out", str(blocker / "curves.png")]) == 2
+    err = _one_line_error(capsys, "plot")
+    assert str(blocker) in err and blocker.read_text() == "x"
+
+
+def test_an_empty_config_file_is_refused(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert main(["train", str(empty), "--out", str(tmp_path / "run")]) == 2
+    assert "the config is empty" in _one_line_error(capsys, "train")
+    assert not (tmp_path / "run" / "last.pt").exists()
