@@ -5,6 +5,10 @@ test_cli_eval_predict.py, test_export.py); this module holds the rest."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -98,3 +102,40 @@ def test_an_empty_config_file_is_refused(tmp_path, capsys):
     assert main(["train", str(empty), "--out", str(tmp_path / "run")]) == 2
     assert "the config is empty" in _one_line_error(capsys, "train")
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def _folder_dataset(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from layouts import random_image, write_folder
+
+    rng = np.random.default_rng(0)
+    written = {}
+    for split, shapes in sizes.items():
+        samples = [
+            (f"{split}{k}", random_image(h, w, k), rng.integers(0, 3, (h, w), dtype=np.uint8))
+            for k, (h, w) in enumerate(shapes)
+        ]
+        written[split] = write_folder(root, split, samples)
+    return written
+
+
+TRAIN = ["model.arch=fcn", "model.backbone=tiny", "data.name=folder", "data.options={}"]
+TRAIN += ["data.crop_size=32", "train.iters=2", "train.batch_size=2", "data.num_workers=0"]
+
+
+def test_train_scans_every_file_before_it_starts(tmp_path, capsys):
+    """A bad file anywhere in the train split, or a val image below the 32 px minimum, stops
+    pdn train before its first step, naming the file; the run directory gets no checkpoint."""
+    files = _folder_dataset(
+        tmp_path / "data", {"train": [(40, 40)] * 4, "val": [(40, 40), (24, 60)]}
+    )
+    base = ["train", *TRAIN, f"data.root={tmp_path / 'data'}"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = _one_line_error(capsys, "train")
+    assert "split 'val'" in err and "24" in err and "smaller than the 32x32" in err
+    assert str(files["val"][1][0]) in err and not (tmp_path / "a" / "last.pt").exists()
+
+    files["train"][2][1].write_bytes(b"broken mask")
+    assert main([*base, "data.val_split=null", "--out", str(tmp_path / "b")]) == 2
+    err = _one_line_error(capsys, "train")
+    assert "split 'train'" in err and str(files["train"][2][1]) in err

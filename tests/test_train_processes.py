@@ -204,6 +204,7 @@ def test_a_bad_file_with_two_workers_ends_the_run_with_one_line(tmp_path):
     args = ["train", "model.arch=fcn", "model.backbone=tiny", "data.name=folder"]
     args += [f"data.root={tmp_path / 'data'}", "data.options={}", "data.val_split=null"]
     args += ["data.crop_size=32", "train.iters=20", "train.batch_size=2", "train.device=cpu"]
+    args += ["data.check_files=false"]  # the up-front scan would find the file first
     for workers in (2, 0):
         done = _pdn([*args, f"data.num_workers={workers}", "--out", str(tmp_path / f"w{workers}")])
         assert done.returncode == 2, done.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..errors import DataError
-from .base import SegmentationDataset
+from .base import FileSegmentationDataset, SegmentationDataset
 
 
 @dataclass
@@ -91,3 +93,48 @@ def check_dataset(dataset: SegmentationDataset, *, progress: bool = False) -> Da
         widths=(min(widths), max(widths)) if widths else None,
         bad=bad,
     )
+
+
+def _header(path: Path, what: str) -> tuple[int, int]:
+    """``(width, height)`` from the file's header (nothing is decoded); a DataError otherwise."""
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except UnidentifiedImageError:
+        raise DataError(
+            f"{path}: cannot read {what} (not an image format Pillow recognises, or corrupt)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DataError(f"{path}: cannot read {what} ({reason})") from None
+
+
+def scan_files(dataset: SegmentationDataset, *, min_size: int = 0) -> list[str]:
+    """A fast check of every file of a file-backed dataset, from the headers only: each image and
+    mask exists and is an image, the mask has its image's size, and (``min_size > 0``) the image
+    is at least ``min_size`` on each side. Returns one message per bad sample (none for a
+    generated or in-memory dataset, which has no files to scan). Full decoding and label values
+    are :func:`check_dataset`'s job."""
+    if not isinstance(dataset, FileSegmentationDataset):
+        return []
+    bad = []
+    for image_path, mask_path in dataset.samples:
+        try:
+            width, height = _header(Path(image_path), "image")
+            mask_size = _header(Path(mask_path), "mask")
+        except DataError as error:
+            bad.append(str(error))
+            continue
+        if mask_size != (width, height):
+            bad.append(
+                f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} (W x H), its image "
+                f"{image_path} is {width}x{height}"
+            )
+        elif min(width, height) < min_size:
+            bad.append(
+                f"{image_path}: {width}x{height} is smaller than the {min_size}x{min_size} the "
+                "models accept"
+            )
+    return bad

@@ -68,6 +68,7 @@ class DataConfig:
     rotation: float = 0.0  # random rotation range in degrees (0: off)
     eval_resize: int | None = None  # resize the shorter side for evaluation (None: as is)
     num_workers: int = 2  # DataLoader worker processes per training process
+    check_files: bool = True  # pdn train scans every file's header before training
 
 
 @dataclass

@@ -40,7 +40,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import CheckpointError, ConfigError, PdnError
+from ..errors import CheckpointError, ConfigError, DataError, PdnError
 from ..metrics import SegmentationMetric, SegmentationResult
 from . import distributed, seeding
 from .checkpoint import (
@@ -354,6 +354,8 @@ class _Run:
         )
         if len(self.train_set) == 0:
             raise PdnError(f"dataset {data.name!r} split {data.train_split!r} has no samples")
+        if data.check_files:
+            self._scan_files()
 
         torch.manual_seed(tcfg.seed)  # the same initial weights on every rank (and in every run)
         self.model = build_model(**model_kwargs(cfg, self.train_set.num_classes))
@@ -397,6 +399,26 @@ class _Run:
         self.last_metrics: dict[str, Any] | None = None
         if resume is not None:
             self._restore(resume)
+
+    def _scan_files(self) -> None:
+        """Refuse to start when a file of a split is missing, unreadable, of another size than
+        its image, or (evaluation split) smaller than the models accept: found now, from the
+        headers, rather than when it is first drawn or at the final evaluation."""
+        from ..data.check import scan_files
+        from ..models.segmentor import MIN_INPUT_SIZE
+
+        data = self.cfg.data
+        splits = [(data.train_split, self.train_set, 0)]
+        if self.val_set is not None:
+            splits.append((data.val_split, self.val_set, MIN_INPUT_SIZE))
+        for split, dataset, min_size in splits:
+            bad = scan_files(dataset, min_size=min_size)
+            if bad:
+                more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+                raise DataError(
+                    f"split {split!r}: {bad[0]}{more}; nothing trained (pdn data check lists "
+                    "every problem; data.check_files=false skips this scan)"
+                )
 
     def _initialise_from(self, source: str) -> None:
         from ..models.weights import describe_keys, load_matching_weights, load_state_dict

@@ -8,6 +8,8 @@ from torch import nn
 
 from .backbones import Backbone, Normalization
 
+MIN_INPUT_SIZE = 32  # the smallest image side the networks accept
+
 
 class SegmentationModel(nn.Module):
     """Backbone, decode head on the last stage, optional auxiliary head on stage 3.
@@ -38,8 +40,11 @@ class SegmentationModel(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError("expected images of shape (B, 3, H, W), got " + str(list(x.shape)))
-        if x.shape[-2] < 32 or x.shape[-1] < 32:
-            raise ValueError("images must be at least 32x32 pixels, got " + str(list(x.shape[-2:])))
+        if x.shape[-2] < MIN_INPUT_SIZE or x.shape[-1] < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got "
+                + str(list(x.shape[-2:]))
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
