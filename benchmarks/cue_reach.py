@@ -38,7 +38,9 @@ from pdn.engine.segmenter import Segmenter
 from pdn.errors import PdnError
 
 
-def reach(checkpoint: str, scenes: int, split: str, pixels: int) -> dict[str, float]:
+def reach(
+    checkpoint: str, scenes: int, split: str, pixels: int, layers: bool = True
+) -> dict[str, float]:
     ckpt = load_checkpoint(checkpoint)
     data = ckpt["config"]["data"]
     if data["name"] != "context":
@@ -58,7 +60,7 @@ def reach(checkpoint: str, scenes: int, split: str, pixels: int) -> dict[str, fl
     row = {"iteration": float(ckpt.get("iteration") or 0)}
     row["model"] = cue_share(model, images_t, masks_t, cues_t, pixels_per_image=pixels)
     shares: dict[str, list[float]] = defaultdict(list)
-    for index in range(scenes):
+    for index in range(scenes if layers else 0):
         for pixel in object_pixels(masks_t[index], 1):
             for layer in layer_influence(model, images_t[index], pixel):
                 h, w = layer.values.shape
@@ -119,11 +121,14 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--pixels", type=int, default=4, help="object pixels per scene (model)")
     parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--no-layers", action="store_true", help="only the model's cue share and the colours"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     for checkpoint in args.checkpoints:
         try:
-            row = reach(checkpoint, args.scenes, args.split, args.pixels)
+            row = reach(checkpoint, args.scenes, args.split, args.pixels, not args.no_layers)
         except PdnError as error:
             raise SystemExit(f"{checkpoint}: {error}") from None
         print(

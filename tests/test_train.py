@@ -91,7 +91,14 @@ def test_short_train_writes_the_run_directory(tmp_path, capsys):
 
     saved = (run / "config.yaml").read_text()
     assert "iters: 4" in saved and "crop_size: 64" in saved
-    assert "mIoU" in capsys.readouterr().out  # the final table
+    captured = capsys.readouterr()
+    assert "mIoU" in captured.out  # the final table
+    header = captured.err.splitlines()[:3]  # what the run is, before its first step
+    assert header[0].startswith("pdn train: pdn on tiny (output stride 8)")
+    assert "M parameters" in header[0] and "backbone weights: from scratch" in header[0]
+    assert "data: context (5 classes), train 8 samples, val 8; crop 64, batch 2" in header[1]
+    assert "recipe: sgd lr 0.01 (head x10), 4 iterations; device cpu" in header[2]
+    assert f"run directory {run}" in header[2] and "warning" not in captured.err
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
@@ -277,3 +284,11 @@ def test_resume_past_the_requested_iterations_is_refused(tmp_path, capsys):
     assert (
         "already at iteration 4, past train.iters=2" in err and len(err.strip().splitlines()) == 1
     )
+
+
+def test_a_resnet_from_scratch_with_the_sgd_recipe_is_warned_about(tmp_path, capsys):
+    args = ["model.backbone=resnet18", "train.optimizer=sgd", "train.iters=1"]
+    assert _train(tmp_path, *args, "data.val_split=null") == 0
+    err = capsys.readouterr().err
+    assert "warning: the resnet18 backbone starts from scratch" in err
+    assert "model.backbone_weights" in err

@@ -75,11 +75,19 @@ class Progress:
         self.total, self.every = total, max(1, every)
         self._tty = enabled and sys.stderr.isatty()
         self._bar = (
-            tqdm(total=total, initial=start, desc="train", unit="it", dynamic_ncols=True)
+            tqdm(
+                total=total,
+                initial=start,
+                desc="train",
+                unit="it",
+                dynamic_ncols=True,
+                smoothing=0.05,  # an ETA from the recent rate, not from the slow first steps
+            )
             if self._tty
             else None
         )
         self._start_iter, self._start_time = start, time.monotonic()
+        self._first: tuple[int, float] | None = None
 
     def update(self, iteration: int, **values: float) -> None:
         """Report that ``iteration`` steps are done, with scalars such as ``loss`` and ``lr``."""
@@ -90,15 +98,24 @@ class Progress:
             self._bar.set_postfix(shown, refresh=False)
             self._bar.update(iteration - self._bar.n)
         elif iteration % self.every == 0 or iteration == self.total:
-            done = iteration - self._start_iter
-            elapsed = time.monotonic() - self._start_time
-            eta = elapsed / done * (self.total - iteration) if done else 0.0
+            eta = self._eta(iteration)
             fields = "  ".join(f"{k} {v}" for k, v in shown.items())
             print(
                 f"iter {iteration}/{self.total}  {fields}  eta {_duration(eta)}",
                 file=sys.stderr,
                 flush=True,
             )
+
+    def _eta(self, iteration: int) -> float:
+        """Seconds left, from the rate since the first reported step: the first step (start-up,
+        first allocations) and an evaluation before it do not inflate the estimate."""
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (iteration, now)
+            done, elapsed = iteration - self._start_iter, now - self._start_time
+        else:
+            done, elapsed = iteration - self._first[0], now - self._first[1]
+        return elapsed / done * (self.total - iteration) if done > 0 else 0.0
 
     def write(self, message: str) -> None:
         """Print a line without breaking the bar."""

@@ -428,6 +428,39 @@ class _Run:
             left = f"; left at their initialisation: {describe_keys(kept)}" if kept else ""
             print(f"pdn train: {len(loaded)} tensors from {source}{left}", file=sys.stderr)
 
+    def header(self) -> list[str]:
+        """What this run is, printed at its start: model, weights, data, recipe, device."""
+        cfg, ctx = self.cfg, self.context
+        model, data, tcfg = cfg.model, cfg.data, cfg.train
+        deployed = sum(
+            p.numel() for name, p in self.model.named_parameters() if not name.startswith("aux_")
+        )
+        weights = model.backbone_weights or "from scratch"
+        lines = [
+            f"pdn train: {model.arch} on {model.backbone} (output stride {model.output_stride}), "
+            f"{deployed / 1e6:.2f} M parameters without the aux head; backbone weights: {weights}",
+            f"  data: {data.name} ({len(self.train_set.classes)} classes), {data.train_split} "
+            f"{len(self.train_set)} samples"
+            + (f", {data.val_split} {len(self.val_set)}" if self.val_set is not None else "")
+            + f"; crop {data.crop_size}, batch {tcfg.batch_size} x {ctx.world_size} process(es)",
+            f"  recipe: {tcfg.optimizer} lr {tcfg.lr:g} (head x{tcfg.head_lr_mult:g}), "
+            f"{tcfg.iters} iterations; device {ctx.device}"
+            + (f", {torch.get_num_threads()} threads" if ctx.device.type == "cpu" else "")
+            + f", precision {'fp16 autocast' if self.use_amp else 'fp32'}; run directory "
+            f"{self.run_dir}",
+        ]
+        if (
+            model.backbone_weights is None
+            and model.backbone.startswith(("resnet", "efficientnet"))
+            and tcfg.optimizer == "sgd"
+        ):
+            lines.append(
+                f"  warning: the {model.backbone} backbone starts from scratch, but the SGD "
+                "recipe is made for ImageNet weights; give model.backbone_weights, or "
+                "train.optimizer=adamw with head_lr_mult=1 to train from scratch"
+            )
+        return lines
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -564,6 +597,9 @@ class _Run:
         progress = Progress(
             start=self.start, total=tcfg.iters, every=tcfg.log_interval, enabled=main
         )
+        if main:
+            for line in self.header():
+                progress.write(line)
         if main and self.start:
             progress.write(f"resuming {self.run_dir} at iteration {self.start}/{tcfg.iters}")
         if log is not None and self.cue_probe is not None and self.start == 0:
