@@ -151,7 +151,8 @@ def test_predict_writes_label_maps_overlays_and_legend(checkpoint, dataset_root,
     out = tmp_path / "out"
     argv = ["predict", "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]
     assert main([*argv, str(inputs), str(single)]) == 0
-    assert "labelled 3 image(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "labelled 3 image(s)" in printed and "with a model trained on folder" in printed
     seg = pdn.Segmenter.from_checkpoint(checkpoint, device="cpu")
     for name, source in [
         ("a", inputs / "a.jpg"),

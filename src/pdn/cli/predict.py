@@ -110,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     if report.written:
         print(
             f"pdn predict: labelled {len(report.written)} image(s) on {segmenter.device} "
-            f"({segmenter.options.describe()}); label maps and overlays in {args.out}, "
-            f"legend {report.legend}"
+            f"({segmenter.options.describe()}) with a model trained on "
+            f"{segmenter.trained_on or 'an unrecorded dataset'}; label maps and overlays in "
+            f"{args.out}, legend {report.legend}"
         )
     if report.failures:
         print(

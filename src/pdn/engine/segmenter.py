@@ -82,7 +82,10 @@ class Segmenter:
         options: the default :class:`~pdn.engine.inference.InferenceOptions` (from the run config's
             ``eval`` section when built from a checkpoint).
         batch_size: images per forward pass in :meth:`predict_batch` (8 on a GPU, 1 on the CPU).
+        trained_on: the dataset name of the run that wrote the checkpoint (None when unknown).
     """
+
+    trained_on: str | None = None
 
     def __init__(
         self,
@@ -120,7 +123,7 @@ class Segmenter:
         """
         ckpt = path if isinstance(path, Mapping) else load_checkpoint(path)
         model = model_from_checkpoint(ckpt)
-        return cls(
+        segmenter = cls(
             model,
             classes=ckpt["classes"],
             palette=ckpt["palette"],
@@ -128,6 +131,9 @@ class Segmenter:
             options=InferenceOptions.from_config(ckpt.get("config")),
             device=device,
         )
+        data = (ckpt.get("config") or {}).get("data") or {}
+        segmenter.trained_on = str(data["name"]) if data.get("name") else None
+        return segmenter
 
     @property
     def num_classes(self) -> int:
