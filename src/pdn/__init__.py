@@ -1,13 +1,12 @@
 """pdn: semantic image segmentation with Progressively Diffused Networks (arXiv 1702.05839)."""
 
-__version__ = "0.1.0"
-
 from . import metrics  # noqa: E402
 from .data import build_dataset, list_datasets  # noqa: E402
 from .engine.segmenter import Segmenter  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PdnError  # noqa: E402
 from .metrics import SegmentationMetric  # noqa: E402
 from .models import DiffusionLayer, DiffusionStack, build_backbone, build_model  # noqa: E402
+from .version import __version__
 
 __all__ = [
     "CheckpointError",

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .vocabulary import IGNORE_INDEX
+
 __all__ = ["SegmentationMetric", "SegmentationResult", "compute_from_confusion"]
 
 
@@ -179,7 +181,7 @@ class SegmentationMetric:
     def __init__(
         self,
         num_classes: int,
-        ignore_index: int | None = 255,
+        ignore_index: int | None = IGNORE_INDEX,
         class_names: Sequence[str] | None = None,
         device: str | torch.device | None = None,
     ):

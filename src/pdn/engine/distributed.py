@@ -88,15 +88,6 @@ def prepare_model(model: nn.Module, context: Context) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model)
 
 
-def all_reduce_max(values: list[float], context: Context) -> list[float]:
-    """Element-wise maximum over ranks (e.g. flags every rank must agree on)."""
-    if not context.distributed:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=_comm_device(context))
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor.tolist()
-
-
 def all_reduce_sum(values: list[float], context: Context) -> list[float]:
     """Element-wise sum over ranks (``values`` itself when alone)."""
     if not context.distributed:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..errors import CheckpointError, ConfigError
 from ..metrics import SegmentationMetric, SegmentationResult
 from ..models.backbones import Normalization
+from ..vocabulary import IGNORE_INDEX
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .inference import InferenceOptions, infer
 from .segmenter import default_device
@@ -52,7 +53,7 @@ def evaluate_dataset(
     options: InferenceOptions | None = None,
     normalization: Normalization | None = None,
     class_names: Sequence[str] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = True,

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..models.diffusion import DiffusionLayer, DiffusionStack
+from ..vocabulary import IGNORE_INDEX
 
 
 @dataclass
@@ -187,9 +188,9 @@ def _site_jacobian_mass(
 
 
 def object_pixels(mask: torch.Tensor, count: int, background: int = 0) -> list[tuple[int, int]]:
-    """``count`` object pixels of ``mask`` (``(H, W)``, not ``background`` and not 255), evenly
-    spaced in raster order; fewer when the mask has fewer."""
-    rows, cols = torch.nonzero((mask != background) & (mask != 255), as_tuple=True)
+    """``count`` object pixels of ``mask`` (``(H, W)``, neither ``background`` nor the ignore
+    index), evenly spaced in raster order; fewer when the mask has fewer."""
+    rows, cols = torch.nonzero((mask != background) & (mask != IGNORE_INDEX), as_tuple=True)
     if len(rows) == 0:
         return []
     picks = torch.linspace(0, len(rows) - 1, min(count, len(rows))).round().long()

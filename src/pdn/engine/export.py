@@ -39,9 +39,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..errors import PdnError
 from ..models.backbones import Normalization
+from ..version import __version__
+from ..vocabulary import MIN_INPUT_SIZE
 from .checkpoint import load_checkpoint, model_from_checkpoint
 
 __all__ = [
@@ -445,7 +446,9 @@ def export_checkpoint(
     model = model_from_checkpoint(ckpt)
     height, width = (int(v) for v in size) if size else default_size(ckpt.get("config"))
     if min(height, width) < 32:
-        raise ExportError(f"export size must be at least 32x32, got {height}x{width}")
+        raise ExportError(
+            f"export size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got {height}x{width}"
+        )
     metadata = model_metadata(
         model,
         classes=ckpt["classes"],

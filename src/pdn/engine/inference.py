@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..vocabulary import MIN_INPUT_SIZE
 
 __all__ = ["InferenceOptions", "MIN_SIZE", "infer", "predict_probabilities", "window_starts"]
 
-MIN_SIZE = 32  # the smallest input side the models accept
+MIN_SIZE = MIN_INPUT_SIZE  # the smallest input side the models accept
 MODES = ("whole", "slide")
 
 

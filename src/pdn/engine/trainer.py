@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CheckpointError, ConfigError, DataError, PdnError
 from ..metrics import SegmentationMetric, SegmentationResult
+from ..vocabulary import IGNORE_INDEX, MIN_INPUT_SIZE
 from . import distributed, seeding
 from .checkpoint import (
     check_compatible,
@@ -60,8 +61,6 @@ from .config import (
 )
 from .explain import CueProbe
 from .logging import Progress, ScalarLog
-
-IGNORE_INDEX = 255
 
 
 class TrainingDiverged(PdnError):
@@ -405,7 +404,6 @@ class _Run:
         its image, or (evaluation split) smaller than the models accept: found now, from the
         headers, rather than when it is first drawn or at the final evaluation."""
         from ..data.check import scan_files
-        from ..models.segmentor import MIN_INPUT_SIZE
 
         data = self.cfg.data
         splits = [(data.train_split, self.train_set, 0)]

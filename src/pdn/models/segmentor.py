@@ -6,9 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..vocabulary import MIN_INPUT_SIZE
 from .backbones import Backbone, Normalization
-
-MIN_INPUT_SIZE = 32  # the smallest image side the networks accept
 
 
 class SegmentationModel(nn.Module):
@@ -36,13 +35,19 @@ class SegmentationModel(nn.Module):
         self.num_classes = num_classes
         self.normalization: Normalization = backbone.normalization
         self.model_config = model_config
+        self.min_input_size = MIN_INPUT_SIZE  # an attribute: TorchScript reads no global ints
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError("expected images of shape (B, 3, H, W), got " + str(list(x.shape)))
-        if x.shape[-2] < MIN_INPUT_SIZE or x.shape[-1] < MIN_INPUT_SIZE:
+        if x.shape[-2] < self.min_input_size or x.shape[-1] < self.min_input_size:
+            side = str(self.min_input_size)
             raise ValueError(
-                f"images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got "
+                "images must be at least "
+                + side
+                + "x"
+                + side
+                + " pixels, got "
                 + str(list(x.shape[-2:]))
             )
 

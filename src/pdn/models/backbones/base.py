@@ -52,3 +52,14 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def init_conv_bn(model: nn.Module) -> None:
+    """Kaiming-normal (fan-out, ReLU) convolutions without bias change, BatchNorm gamma 1 and
+    beta 0: the initialisation torchvision's ResNets and the TF EfficientNets share."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..weights import load_state_dict, load_weights_strict
-from .base import Backbone, Normalization
+from .base import Backbone, Normalization, init_conv_bn
 from .registry import register_backbone
 
 LITE0_NORMALIZATION = Normalization(mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
@@ -174,13 +174,9 @@ def _make_stem() -> tuple[Conv2dSame, nn.BatchNorm2d]:
 
 def _reset_parameters(model: nn.Module) -> None:
     """The TF reference's initialisation: fan-out normal convolutions, uniform classifier."""
+    init_conv_bn(model)
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear):
             bound = 1.0 / math.sqrt(module.out_features)
             nn.init.uniform_(module.weight, -bound, bound)
             nn.init.zeros_(module.bias)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..weights import load_state_dict, load_weights_strict
-from .base import IMAGENET_NORMALIZATION, Backbone
+from .base import IMAGENET_NORMALIZATION, Backbone, init_conv_bn
 from .registry import register_backbone
 
 
@@ -187,12 +187,7 @@ class ResNet(Backbone):
 
     def reset_parameters(self, *, zero_init_residual: bool = False) -> None:
         """torchvision's initialisation: Kaiming-normal (fan-out) convolutions, BN gamma 1, beta 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, Bottleneck):

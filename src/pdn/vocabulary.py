@@ -1,0 +1,5 @@
+"""Values that several layers of pdn must agree on, declared once (no imports, so any module,
+models to cli, can use them)."""
+
+IGNORE_INDEX = 255  # the mask label that no loss or metric counts
+MIN_INPUT_SIZE = 32  # the smallest image side the networks accept (output stride 32 -> 1 site)
