@@ -153,3 +153,29 @@ def test_misspelt_command_line_choices_name_the_close_match(argv, hint, capsys):
     assert info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "invalid choice" in error and error.endswith(hint)
+
+
+def test_one_override_rule_gives_the_same_dataset_in_train_eval_and_data_check():
+    """``data.options={...}`` replaces the options and ``data.options.KEY=V`` sets one, whether
+    the override goes to pdn train, to pdn eval (on a checkpoint's stored config) or, as
+    ``--option``, to pdn data check (before: eval merged the mapping into the old options)."""
+    from pdn.cli.data import parse_option
+    from pdn.engine.evaluate import resolve_config
+
+    stored = C.to_plain(C.load_config("demo", ["data.options={size: 64, num_samples: 8}"]))
+    for overrides, options in (
+        (["data.options={size: 48}"], {"size": 48}),
+        (["data.options.size=48"], {"size": 48, "num_samples": 8}),
+    ):
+        trained = C.to_plain(C.apply_overrides(C.from_plain(stored), overrides))["data"]["options"]
+        evaluated = resolve_config(stored, overrides)["data"]["options"]
+        assert trained == evaluated == options
+    assert dict([parse_option("size=48"), parse_option("cue_segments=8")]) == {
+        "size": 48,
+        "cue_segments": 8,
+    }
+    assert parse_option("scale=1e3")[1] == parse_option_value("1e3")
+
+
+def parse_option_value(raw: str):
+    return C.parse_override(f"x={raw}")["x"]

@@ -105,9 +105,10 @@ def test_help_explains_every_option():
         assert name in result.stdout
 
 
+# The values follow pdn train's data.options.KEY=VALUE rule (YAML): null, not none, is None.
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("aug=true", True), ("size=64", 64), ("x=0.5", 0.5), ("n=none", None), ("p=a/b", "a/b")],
+    [("aug=true", True), ("size=64", 64), ("x=0.5", 0.5), ("n=null", None), ("p=a/b", "a/b")],
 )
 def test_option_values_are_typed(text, value):
     from pdn.cli.data import parse_option

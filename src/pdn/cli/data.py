@@ -8,25 +8,18 @@ import textwrap
 from typing import Any
 
 from ..data import build_dataset, check_dataset, dataset_options, list_datasets
+from ..engine.config import parse_override
 from ..errors import ConfigError
 
 
 def parse_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> ``(key, value)``; VALUE true/false/none or a number becomes that type."""
+    """``KEY=VALUE`` -> ``(key, value)``, the value read as a ``data.options.KEY=VALUE`` override
+    of ``pdn train`` reads it (YAML: numbers, true/false, null, lists)."""
     key, sep, raw = text.partition("=")
+    key = key.strip()
     if not sep or not key:
         raise ConfigError(f"--option expects KEY=VALUE, got {text!r}")
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        return key, lowered == "true"
-    if lowered in ("none", "null"):
-        return key, None
-    for kind in (int, float):
-        try:
-            return key, kind(raw)
-        except ValueError:
-            pass
-    return key, raw
+    return key, parse_override(f"{key}={raw}")[key]
 
 
 def _datasets_help() -> str:
@@ -95,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a dataset option, repeatable (e.g. -o aug=true for voc, -o num_classes=7 for folder, "
-        "-o size=64 for context); true/false/none and numbers are converted",
+        "-o size=64 for context); values are read as YAML, as in a data.options.KEY=VALUE override of pdn train (true/false, null, numbers, [lists])",
     )
     check.add_argument(
         "--no-progress",

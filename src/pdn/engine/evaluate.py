@@ -91,34 +91,23 @@ def evaluate_dataset(
     return metric.compute()
 
 
-def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def resolve_config(
     stored: Mapping[str, Any] | None, overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The checkpoint's run config with dotted ``KEY=VALUE`` overrides, checked against the schema.
 
+    The overrides follow the one rule of :func:`~pdn.engine.config.apply_overrides`, as in
+    ``pdn train``: ``data.options={...}`` replaces the options, ``data.options.size=96`` sets one.
     Returns plain containers. Raises ConfigError for an unknown key (with close matches), a bad
     value, or a checkpoint without a run config when no ``data.name`` override is given.
     """
-    from .config import from_plain, parse_override, to_plain
+    from .config import apply_overrides, from_plain, to_plain
 
     if stored is None and not any(item.startswith("data.name=") for item in overrides):
         raise ConfigError(
             "the checkpoint holds no run config; say which data to use: data.name=... data.root=..."
         )
-    merged = dict(stored or {})
-    for item in overrides:
-        merged = _deep_merge(merged, parse_override(item))
-    return to_plain(from_plain(merged))
+    return to_plain(apply_overrides(from_plain(dict(stored or {})), overrides))
 
 
 @dataclass
