@@ -269,3 +269,35 @@ def test_bench_latency_prints_one_line(capsys):
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "ms/batch" in lines[0] and "32x48 on cpu" in lines[0]
+
+
+def test_panel_shows_image_truth_prediction_overlay_and_the_classes_present(tmp_path, capsys):
+    from pdn.engine.visualize import background_classes, overlay, panel_image
+
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    prediction = np.zeros((40, 50), dtype=np.int64)
+    prediction[10:20, 10:20] = 2
+    two = panel_image(rgb, prediction, PALETTE, CLASSES)
+    truth = prediction.copy()
+    truth[30:, 30:] = 1
+    truth[0] = 255
+    three = panel_image(rgb, prediction, PALETTE, CLASSES, truth=truth)
+    assert two.height >= 256 and three.height - two.height == 22  # one more legend row
+    assert three.width > two.width >= 3 * 256 * 50 // 40  # 4 panels against 3, upscaled
+    # the overlay leaves background pixels as they were and tints the others
+    assert background_classes(["_background_", "cat", "Background"]) == [0, 2]
+    blended = np.asarray(overlay(rgb, prediction, PALETTE, transparent=[0]))
+    np.testing.assert_array_equal(blended[prediction == 0], rgb[prediction == 0])
+    assert not np.array_equal(blended[prediction == 2], rgb[prediction == 2])
+
+
+def test_predict_panel_writes_one_picture_per_image(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    _photos(photos, 2)
+    out = tmp_path / "out"
+    argv = ["predict", "--checkpoint", str(checkpoint), "--quiet", "--panel", "--out", str(out)]
+    assert main([*argv, str(photos)]) == 0
+    for name in ("p0", "p1"):
+        with Image.open(out / f"{name}_panel.png") as panel:
+            assert panel.height > 256 and panel.width > 3 * 256
+    assert main([*argv, str(photos)]) == 0  # its own panels are replaced, not refused

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import PdnError
 
@@ -46,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_inputs(cfg, folder: Path) -> list[Path]:
-    """Save the first test scenes as ``sceneN.png`` and their ground truth as ``sceneN_truth.png``."""
+def _write_inputs(cfg, folder: Path) -> dict[Path, Any]:
+    """Save the first test scenes as ``sceneN.png`` and their ground truth as ``truth/sceneN.png``;
+    returns each scene's path with its label array."""
     from PIL import Image
 
     from .data import build_dataset
@@ -58,13 +60,13 @@ def _write_inputs(cfg, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     truth = folder.parent / "truth"
     truth.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = {}
     for index in range(min(NUM_PICTURES, len(dataset))):
         image, mask = dataset[index]
         path = folder / f"scene{index}.png"
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
         colorize(mask.numpy(), dataset.palette).save(truth / f"scene{index}.png")
-        written.append(path)
+        written[path] = mask.numpy()
     return written
 
 
@@ -107,7 +109,9 @@ def _run(out: Path, overrides: list[str]) -> int:
 
     inputs = _write_inputs(cfg, out / "inputs")
     segmenter = Segmenter.from_checkpoint(checkpoint, device=cfg.train.device)
-    report = predict_to_folder(segmenter, inputs, out / "predictions", progress=False)
+    report = predict_to_folder(
+        segmenter, list(inputs), out / "predictions", progress=False, panels=True, truths=inputs
+    )
     if report.failures:
         for failure in report.failures:
             print(f"pdn demo: error: {failure}", file=sys.stderr)
@@ -131,7 +135,9 @@ def _run(out: Path, overrides: list[str]) -> int:
         f"{CONTEXT_LOCAL_MIOU_CEILING:.4f}."
     )
     print(
-        f"pictures: {out / 'predictions'} (label maps, overlays, legend.png); inputs in {out / 'inputs'}, ground truth in {out / 'truth'}"
+        f"pictures: {out / 'predictions'} (sceneN_panel.png: scene | truth | prediction | "
+        f"overlay with a legend; label maps, overlays, legend.png); inputs in {out / 'inputs'}, "
+        f"ground truth in {out / 'truth'}"
     )
     print(
         f"reports: {out / 'eval'} (metrics.json, confusion.npy, confusion.png); run: {out / 'run'}"

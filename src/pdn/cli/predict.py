@@ -85,6 +85,12 @@ def register(subparsers: Any) -> None:
         help="images of equal size per forward pass (default: 8 on a GPU, 1 on the CPU)",
     )
     parser.add_argument(
+        "--panel",
+        action="store_true",
+        help="also write OUT/NAME_panel.png: image | prediction | overlay side by side, scaled "
+        "to at least 256 px high, with a legend of the classes present",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing files in OUT that pdn did not write (an input is never replaced)",
@@ -103,7 +109,12 @@ def run(args: argparse.Namespace) -> int:
         segmenter.batch_size = max(1, args.batch_size)
     segmenter.options = segmenter.options.override(**inference_overrides(args))
     report = predict_to_folder(
-        segmenter, args.inputs, args.out, progress=not args.quiet, overwrite=args.overwrite
+        segmenter,
+        args.inputs,
+        args.out,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        panels=args.panel,
     )
     for failure in report.failures:
         print(f"pdn predict: error: {failure}", file=sys.stderr)

@@ -15,7 +15,7 @@ Files found in an input folder that are pdn outputs are not labelled again.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ from tqdm import tqdm
 from ..data.io import IMAGE_SUFFIXES
 from ..errors import PdnError
 from .segmenter import Segmenter, to_image_tensor
-from .visualize import colorize, legend_image, overlay
+from .visualize import background_classes, colorize, legend_image, overlay, panel_image
 
 __all__ = ["PredictReport", "collect_images", "predict_to_folder"]
 
 LEGEND = "legend"
 OVERLAY_SUFFIX = "_overlay"
+PANEL_SUFFIX = "_panel"
+# What one image NAME may write: NAME.png, NAME_overlay.png and (with panels) NAME_panel.png.
+OUTPUT_SUFFIXES = ("", OVERLAY_SUFFIX, PANEL_SUFFIX)
 SOFTWARE = "pdn"
 
 
@@ -98,7 +101,7 @@ def collect_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, str]]
             found.append((path, path.stem))
         else:
             problems.append(f"{path}: no such file or folder")
-    # Each image writes NAME and NAME_overlay: both must be free, and neither may be the legend.
+    # Each image writes NAME, NAME_overlay and NAME_panel: all must be free, none the legend.
     taken = {LEGEND}
     wanted = {name for _, name in found}
     named = []
@@ -106,33 +109,37 @@ def collect_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, str]]
         unique = name
         suffix = path.suffix.lstrip(".").lower() or "file"
         counter = 1
-        while (
-            unique in taken
-            or f"{unique}{OVERLAY_SUFFIX}" in taken
-            or f"{unique}{OVERLAY_SUFFIX}" in wanted - {unique}
+        while any(
+            f"{unique}{end}" in taken or (end and f"{unique}{end}" in wanted - {unique})
+            for end in OUTPUT_SUFFIXES
         ):
             unique = f"{name}_{suffix}" + (str(counter) if counter > 1 else "")
             counter += 1
-        taken |= {unique, f"{unique}{OVERLAY_SUFFIX}"}
+        taken |= {f"{unique}{end}" for end in OUTPUT_SUFFIXES}
         named.append((path, unique))
     return named, problems
 
 
-def output_files(out_dir: Path, names: Iterable[str]) -> list[Path]:
-    """Every file a run with these output names writes: label maps, overlays and the legend."""
+def output_files(out_dir: Path, names: Iterable[str], *, panels: bool = False) -> list[Path]:
+    """Every file a run with these output names writes: label maps, overlays, panels, legend."""
+    ends = OUTPUT_SUFFIXES if panels else OUTPUT_SUFFIXES[:2]
     files = [out_dir / f"{LEGEND}.png"]
     for name in names:
-        files += [out_dir / f"{name}.png", out_dir / f"{name}{OVERLAY_SUFFIX}.png"]
+        files += [out_dir / f"{name}{end}.png" for end in ends]
     return files
 
 
 def check_outputs(
-    out_dir: Path, items: Sequence[tuple[Path, str]], *, overwrite: bool = False
+    out_dir: Path,
+    items: Sequence[tuple[Path, str]],
+    *,
+    overwrite: bool = False,
+    panels: bool = False,
 ) -> None:
     """Refuse, before anything is written, outputs that would replace an input, or an existing
     file that is not a pdn output (unless ``overwrite``)."""
     inputs = {path.resolve() for path, _ in items}
-    for target in output_files(out_dir, [name for _, name in items]):
+    for target in output_files(out_dir, [name for _, name in items], panels=panels):
         if target.resolve() in inputs:
             raise PdnError(
                 f"{target} is one of the input images; choose an --out folder of its own"
@@ -144,11 +151,29 @@ def check_outputs(
             )
 
 
-def _write(label_path: Path, pixels: np.ndarray, labels: np.ndarray, palette: Sequence) -> None:
+def _write(
+    label_path: Path,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    segmenter: Segmenter,
+    *,
+    panel: bool,
+    truth: np.ndarray | None,
+) -> None:
     label_path.parent.mkdir(parents=True, exist_ok=True)
+    palette, classes = segmenter.palette, segmenter.classes
     colorize(labels, palette).save(label_path, pnginfo=_png_info())
     overlay_path = label_path.with_name(f"{label_path.stem}{OVERLAY_SUFFIX}.png")
-    overlay(pixels, labels, palette).save(overlay_path, pnginfo=_png_info())
+    blended = overlay(pixels, labels, palette, transparent=background_classes(classes))
+    blended.save(overlay_path, pnginfo=_png_info())
+    if panel:
+        trained = f"; model trained on {segmenter.trained_on}" if segmenter.trained_on else ""
+        picture = panel_image(
+            pixels, labels, palette, classes, truth=truth, title=f"{label_path.stem}{trained}"
+        )
+        picture.save(
+            label_path.with_name(f"{label_path.stem}{PANEL_SUFFIX}.png"), pnginfo=_png_info()
+        )
 
 
 def predict_to_folder(
@@ -158,6 +183,8 @@ def predict_to_folder(
     *,
     progress: bool = True,
     overwrite: bool = False,
+    panels: bool = False,
+    truths: Mapping[Path, np.ndarray] | None = None,
     **options: Any,
 ) -> PredictReport:
     """Label every image under ``inputs`` and write label maps, overlays and a legend to ``out_dir``.
@@ -165,11 +192,14 @@ def predict_to_folder(
     Images are read and labelled in groups of ``segmenter.batch_size`` (equal sizes share a
     forward pass). ``options`` override the segmenter's inference settings (``mode``, ``crop_size``,
     ``stride``, ``scales``, ``flip``). ``overwrite`` allows replacing files that are not pdn
-    outputs (never an input); see the module docstring.
+    outputs (never an input); see the module docstring. ``panels`` also writes ``NAME_panel.png``
+    (image | truth | prediction | overlay, with a legend of the classes present), the truth from
+    ``truths`` (input path -> label array) where it is given.
     """
     out_dir = Path(out_dir)
     items, failures = collect_images(inputs)
-    check_outputs(out_dir, items, overwrite=overwrite)
+    check_outputs(out_dir, items, overwrite=overwrite, panels=panels)
+    truths = {Path(k): v for k, v in (truths or {}).items()}
     report = PredictReport(failures=list(failures))
     bar = tqdm(total=len(items), desc="predict", unit="img", file=sys.stderr, disable=not progress)
     step = max(1, segmenter.batch_size)
@@ -177,14 +207,15 @@ def predict_to_folder(
         chunk = []
         for path, name in items[start : start + step]:
             try:
-                chunk.append((name, to_image_tensor(path)))
+                chunk.append((name, to_image_tensor(path), truths.get(Path(path))))
             except PdnError as error:
                 report.failures.append(str(error))
-        labels = segmenter.predict_batch([pixels for _, pixels in chunk], **options)
-        for (name, pixels), label in zip(chunk, labels, strict=True):
+        labels = segmenter.predict_batch([pixels for _, pixels, _ in chunk], **options)
+        for (name, pixels, truth), label in zip(chunk, labels, strict=True):
             target = out_dir / f"{name}.png"
             try:
-                _write(target, pixels.permute(1, 2, 0).numpy(), label, segmenter.palette)
+                rgb = pixels.permute(1, 2, 0).numpy()
+                _write(target, rgb, label, segmenter, panel=panels, truth=truth)
             except OSError as error:
                 report.failures.append(f"{target}: cannot write ({error.strerror or error})")
                 continue

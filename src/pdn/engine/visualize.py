@@ -8,7 +8,17 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["colorize", "confusion_image", "influence_figure", "legend_image", "overlay"]
+from ..vocabulary import IGNORE_INDEX
+
+__all__ = [
+    "background_classes",
+    "colorize",
+    "confusion_image",
+    "influence_figure",
+    "legend_image",
+    "overlay",
+    "panel_image",
+]
 
 Palette = Sequence[Sequence[int]]
 
@@ -44,9 +54,15 @@ def colorize(labels: np.ndarray, palette: Palette) -> Image.Image:
 
 
 def overlay(
-    image: np.ndarray | Image.Image, labels: np.ndarray, palette: Palette, alpha: float = 0.5
+    image: np.ndarray | Image.Image,
+    labels: np.ndarray,
+    palette: Palette,
+    alpha: float = 0.5,
+    *,
+    transparent: Sequence[int] = (),
 ) -> Image.Image:
-    """The image ``(H, W, 3)`` uint8 blended with the class colours: ``(1-alpha)*image + alpha*colour``.
+    """The image ``(H, W, 3)`` uint8 blended with the class colours: ``(1-alpha)*image + alpha*colour``,
+    except on pixels of the ``transparent`` classes (e.g. the background), which keep the image.
 
     Returns an RGB PIL image ``(H, W)``.
     """
@@ -55,14 +71,74 @@ def overlay(
     if rgb.shape != colours.shape:
         raise ValueError(f"image {rgb.shape} and labels {colours.shape[:2]} differ in size")
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours.astype(np.float32)
+    keep = np.isin(np.asarray(labels), list(transparent))
+    blended[keep] = rgb[keep]
     return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
 
 
-def legend_image(classes: Sequence[str], palette: Palette, *, font_size: int = 14) -> Image.Image:
-    """A white RGB image with one row per class: a colour swatch and the class index and name."""
+def background_classes(classes: Sequence[str]) -> list[int]:
+    """The indices of classes named like a background (``background``, ``_background_``, ...)."""
+    return [k for k, name in enumerate(classes) if name.strip("_ ").lower() == "background"]
+
+
+def panel_image(
+    image: np.ndarray,
+    prediction: np.ndarray,
+    palette: Palette,
+    classes: Sequence[str],
+    *,
+    truth: np.ndarray | None = None,
+    height: int = 256,
+    title: str = "",
+) -> Image.Image:
+    """One picture a person can read: image | truth (when given) | prediction | overlay, each
+    scaled (nearest neighbour) to at least ``height`` rows, with a legend of the classes present in
+    the truth or the prediction; the overlay leaves background classes unpainted."""
+    rgb = np.asarray(image, dtype=np.uint8)
+    rows = max(height, rgb.shape[0])
+    panels = [("image", Image.fromarray(rgb))]
+    if truth is not None:
+        shown_truth = np.where(truth == IGNORE_INDEX, 0, truth)
+        panels.append(("truth", colorize(shown_truth, palette).convert("RGB")))
+    panels.append(("prediction", colorize(prediction, palette).convert("RGB")))
+    shown = overlay(rgb, prediction, palette, transparent=background_classes(classes))
+    panels.append(("overlay", shown))
+    panels = [(name, _upscale(picture, rows)) for name, picture in panels]
+    present = sorted(
+        set(np.unique(prediction).tolist())
+        | set([] if truth is None else np.unique(truth[truth != 255]).tolist())
+    )
+    legend = legend_image(classes, palette, only=present)
+    gap, top = 10, 40 if title else 22
+    width = max(gap + sum(p.width + gap for _, p in panels), legend.width + 2 * gap)
+    figure = Image.new("RGB", (width, top + rows + gap + legend.height), "white")
+    draw = ImageDraw.Draw(figure)
+    font = _font(13)
+    if title:
+        draw.text((gap, 4), title, fill="black", font=font)
+    left = gap
+    for name, picture in panels:
+        draw.text((left, top - 18), name, fill="black", font=font)
+        figure.paste(picture, (left, top))
+        left += picture.width + gap
+    figure.paste(legend, (gap, top + rows + gap))
+    return figure
+
+
+def legend_image(
+    classes: Sequence[str],
+    palette: Palette,
+    *,
+    font_size: int = 14,
+    only: Sequence[int] | None = None,
+) -> Image.Image:
+    """A white RGB image with one row per class (or per index in ``only``): a colour swatch and
+    the class index and name."""
     font = _font(font_size)
     row = font_size + 8
-    labels = [f"{index}  {name}" for index, name in enumerate(classes)]
+    indices = list(range(len(classes))) if only is None else list(only)
+    labels = [f"{index}  {classes[index]}" for index in indices]
+    palette = [palette[index] for index in indices]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_width = max((probe.textlength(text, font=font) for text in labels), default=0)
     width = int(12 + 2 * row + text_width + 12)
