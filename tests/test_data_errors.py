@@ -146,3 +146,8 @@ def test_empty_split_list_is_refused(tmp_path):
     split_file.write_text("\n\n")
     with pytest.raises(DataError, match=r"train\.txt: split list is empty"):
         build_dataset("pascal_context59", root=tmp_path)
+
+
+def test_a_folder_root_that_does_not_exist_says_so_first(tmp_path):
+    with pytest.raises(DataError, match="no such folder; the folder layout expects"):
+        build_dataset("folder", root=tmp_path / "nowhere", split="train")

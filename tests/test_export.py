@@ -160,6 +160,7 @@ def test_export_never_replaces_the_checkpoint_or_a_foreign_file(tmp_path, capsys
     assert "exists and is not a pdn export" in capsys.readouterr().err
     assert foreign.read_text() == "mine"
     assert main([*argv, "--out", str(foreign), "--overwrite"]) == 0
+    assert foreign.stat().st_mode & 0o777 == 0o666 & ~ck.current_umask()  # not mkstemp's 0600
     assert main([*argv, "--out", str(foreign)]) == 0  # its own earlier export: replaced
     capsys.readouterr()
 

@@ -289,6 +289,9 @@ def test_resume_past_the_requested_iterations_is_refused(tmp_path, capsys):
 def test_a_resnet_from_scratch_with_the_sgd_recipe_is_warned_about(tmp_path, capsys):
     args = ["model.backbone=resnet18", "train.optimizer=sgd", "train.iters=1"]
     assert _train(tmp_path, *args, "data.val_split=null") == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.out + captured.err
+    # without a val split there is no best.pt or metrics.json, and the last line says so
+    assert f"run directory: {tmp_path / 'run'} (config.yaml, last.pt, log.jsonl)" in captured.out
     assert "warning: the resnet18 backbone starts from scratch" in err
     assert "model.backbone_weights" in err

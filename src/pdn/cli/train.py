@@ -23,7 +23,8 @@ an error that lists the close matches. Sections: model, data, train, eval (see p
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model (SGD, poly lr, aux loss; resumable; torchrun for DDP)",
+        help="train a model (the config's optimizer: SGD for pretrained backbones, AdamW for the "
+        "from-scratch configs; poly lr, aux loss; resumable; torchrun for DDP)",
         description="Train a segmentation model with the standard recipe. Writes the run directory: "
         "config.yaml (resolved config), last.pt and best.pt (checkpoints), log.jsonl (scalars) and "
         "metrics.json (final evaluation).",

@@ -43,7 +43,7 @@ from ..errors import PdnError
 from ..models.backbones import Normalization
 from ..version import __version__
 from ..vocabulary import MIN_INPUT_SIZE
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import current_umask, load_checkpoint, model_from_checkpoint
 
 __all__ = [
     "FORMATS",
@@ -180,6 +180,9 @@ def _staged(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(
+        name, 0o666 & ~current_umask()
+    )  # mkstemp makes 0600; an export gets the usual file mode
     tmp = Path(name)
     try:
         yield tmp

@@ -695,9 +695,12 @@ class _Run:
                 )
                 print(result.table())
             if main:
-                print(
-                    f"run directory: {self.run_dir} (config.yaml, last.pt, best.pt, log.jsonl, metrics.json)"
+                written = sorted(
+                    p.name
+                    for p in self.run_dir.iterdir()
+                    if p.name in ("config.yaml", "last.pt", "best.pt", "log.jsonl", "metrics.json")
                 )
+                print(f"run directory: {self.run_dir} ({', '.join(written)})")
             return TrainResult(self.run_dir, iteration, result, stopped_by)
         finally:
             progress.close()

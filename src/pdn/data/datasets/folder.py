@@ -75,6 +75,8 @@ def build_folder(
     if root is None:
         raise DataError(f"dataset 'folder' needs root=...; expected {EXPECTED}")
     root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; the folder layout expects {EXPECTED}")
     names_file = None
     if class_names is not None:
         names_file = Path(class_names)
