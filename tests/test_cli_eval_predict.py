@@ -301,3 +301,36 @@ def test_predict_panel_writes_one_picture_per_image(checkpoint, tmp_path, capsys
         with Image.open(out / f"{name}_panel.png") as panel:
             assert panel.height > 256 and panel.width > 3 * 256
     assert main([*argv, str(photos)]) == 0  # its own panels are replaced, not refused
+
+
+def test_channels_last_amp_and_compile_switches(
+    checkpoint, dataset_root, tmp_path, capsys, monkeypatch
+):
+    """--channels-last gives the same labels; --amp is ignored on the CPU; --compile wraps the
+    model with torch.compile in the mode asked for (stubbed here: compiling takes minutes)."""
+    import pdn.engine.inference as inference
+
+    compiled = []
+
+    def fake_compile(model, mode=None):
+        compiled.append(mode)
+        return model
+
+    monkeypatch.setattr(inference.torch, "compile", fake_compile)
+    photos = tmp_path / "photos"
+    _photos(photos, 2)
+    base = ["predict", "--checkpoint", str(checkpoint), "--quiet", str(photos)]
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    fast = ["--channels-last", "--amp", "--compile", "reduce-overhead"]
+    assert main([*base, "--out", str(tmp_path / "fast"), *fast]) == 0
+    printed = capsys.readouterr().out
+    assert "channels-last" in printed and "AMP (CUDA)" in printed
+    assert compiled == ["reduce-overhead"]
+    for name in ("p0.png", "p1.png"):
+        with Image.open(tmp_path / "plain" / name) as a, Image.open(tmp_path / "fast" / name) as b:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    argv = ["eval", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "ev"), "--quiet"]
+    assert main([*argv, "--compile", "--channels-last"]) == 0
+    assert compiled == ["reduce-overhead", "default"]
+    assert main([*argv, "--compile", "fastest"]) == 2
+    assert "compile mode must be one of" in capsys.readouterr().err

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         inference=inference_overrides(args),
         device=args.device,
         progress=not args.quiet,
+        compile_mode=args.compile,
     )
     result = outcome.result
     print(f"{outcome.dataset}; inference: {outcome.options.describe()}")

@@ -47,6 +47,27 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="cpu, cuda or cuda:N (default: cuda when available, else cpu)",
     )
+    group.add_argument(
+        "--channels-last",
+        action="store_true",
+        default=None,
+        help="run the model in channels-last (NHWC) memory layout; the same result",
+    )
+    group.add_argument(
+        "--amp",
+        action="store_true",
+        default=None,
+        help="float16 autocast on CUDA (ignored on the CPU)",
+    )
+    group.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="MODE",
+        help="torch.compile the model (MODE: default, reduce-overhead, max-autotune; the first "
+        "image is slow while it compiles)",
+    )
 
 
 def inference_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,6 +78,8 @@ def inference_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "stride": tuple(args.stride) if args.stride else None,
         "scales": tuple(args.scales) if args.scales else None,
         "flip": args.flip,
+        "channels_last": args.channels_last,
+        "amp": args.amp,
     }
     return {key: value for key, value in given.items() if value is not None}
 
@@ -101,6 +124,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.inference import prepare_model
     from ..engine.predict import predict_to_folder
     from ..engine.segmenter import Segmenter
 
@@ -108,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         segmenter.batch_size = max(1, args.batch_size)
     segmenter.options = segmenter.options.override(**inference_overrides(args))
+    segmenter.model = prepare_model(
+        segmenter.model,
+        channels_last=segmenter.options.channels_last,
+        compile_mode=args.compile,
+    )
     report = predict_to_folder(
         segmenter,
         args.inputs,

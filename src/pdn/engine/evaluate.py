@@ -28,7 +28,7 @@ from ..metrics import SegmentationMetric, SegmentationResult
 from ..models.backbones import Normalization
 from ..vocabulary import IGNORE_INDEX
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .inference import InferenceOptions, infer
+from .inference import InferenceOptions, infer, prepare_model
 from .segmenter import default_device
 from .visualize import confusion_image
 
@@ -147,6 +147,7 @@ def evaluate_checkpoint(
     inference: Mapping[str, Any] | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    compile_mode: str | None = None,
 ) -> EvalOutcome:
     """Evaluate a checkpoint on the validation split of its run config and write the report.
 
@@ -158,6 +159,7 @@ def evaluate_checkpoint(
             ``crop_size``, ``stride``, ``scales``, ``flip``).
         device: ``None`` for CUDA when available, else the CPU.
         progress: show a tqdm bar on stderr.
+        compile_mode: ``torch.compile`` the model with this mode (:func:`prepare_model`).
     """
     from ..data import build_dataset
 
@@ -175,7 +177,9 @@ def evaluate_checkpoint(
             f"the checkpoint predicts {len(classes)} classes, dataset {data['name']!r} has "
             f"{len(dataset.classes)}"
         )
-    model = model_from_checkpoint(ckpt)
+    model = prepare_model(
+        model_from_checkpoint(ckpt), channels_last=options.channels_last, compile_mode=compile_mode
+    )
     result = evaluate_dataset(
         model,
         dataset,
@@ -183,7 +187,7 @@ def evaluate_checkpoint(
         options=options,
         normalization=Normalization.from_dict(ckpt["normalization"]),
         class_names=classes,
-        ignore_index=getattr(dataset, "ignore_index", 255),
+        ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX),
         device=device,
         num_workers=int(data.get("num_workers") or 0),
         progress=progress,

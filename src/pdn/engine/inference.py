@@ -24,10 +24,19 @@ from torch import nn
 from ..errors import ConfigError
 from ..vocabulary import MIN_INPUT_SIZE
 
-__all__ = ["InferenceOptions", "MIN_SIZE", "infer", "predict_probabilities", "window_starts"]
+__all__ = [
+    "COMPILE_MODES",
+    "InferenceOptions",
+    "MIN_SIZE",
+    "infer",
+    "predict_probabilities",
+    "prepare_model",
+    "window_starts",
+]
 
 MIN_SIZE = MIN_INPUT_SIZE  # the smallest input side the models accept
 MODES = ("whole", "slide")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -52,6 +61,9 @@ class InferenceOptions:
         flip: also predict the horizontally flipped image and average.
         short_side: resize the image so that its shorter side has this length before ``scales``
             (``data.eval_resize``); ``None`` keeps the image size.
+        channels_last: feed the model NHWC tensors (the model must be converted too:
+            :func:`prepare_model`); the same result, often faster convolutions.
+        amp: float16 autocast on CUDA (ignored on the CPU).
     """
 
     mode: str = "whole"
@@ -60,6 +72,8 @@ class InferenceOptions:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     short_side: int | None = None
+    channels_last: bool = False
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -127,6 +141,10 @@ class InferenceOptions:
             parts.append("scales " + " ".join(f"{s:g}" for s in self.scales))
         if self.flip:
             parts.append("flip")
+        if self.channels_last:
+            parts.append("channels-last")
+        if self.amp:
+            parts.append("AMP (CUDA)")
         return ", ".join(parts)
 
 
@@ -251,14 +269,37 @@ def predict_probabilities(
 def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
     """:func:`predict_probabilities` with the settings of ``options`` (``short_side`` included).
 
-    ``images``: normalised float ``(B, 3, H, W)``; returns probabilities ``(B, K, H, W)``.
+    ``images``: normalised float ``(B, 3, H, W)``; returns probabilities ``(B, K, H, W)``
+    (float32 also under ``amp``).
     """
-    return predict_probabilities(
-        model,
-        images,
-        mode=options.mode,
-        crop_size=options.crop_size,
-        stride=options.window_stride if options.mode == "slide" else None,
-        scales=options.scale_factors(*images.shape[-2:]),
-        flip=options.flip,
-    )
+    if options.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=options.amp and images.is_cuda)
+    with autocast:
+        probabilities = predict_probabilities(
+            model,
+            images,
+            mode=options.mode,
+            crop_size=options.crop_size,
+            stride=options.window_stride if options.mode == "slide" else None,
+            scales=options.scale_factors(*images.shape[-2:]),
+            flip=options.flip,
+        )
+    return probabilities.float()
+
+
+def prepare_model(
+    model: nn.Module, *, channels_last: bool = False, compile_mode: str | None = None
+) -> nn.Module:
+    """``model`` ready for inference: its weights in channels-last layout, and/or wrapped by
+    ``torch.compile(model, mode=compile_mode)`` (``"default"``, ``"reduce-overhead"``,
+    ``"max-autotune"``; compiled on the first call, which is slow)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile_mode is not None:
+        if compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}"
+            )
+        model = torch.compile(model, mode=compile_mode)  # type: ignore[assignment]
+    return model

@@ -140,7 +140,17 @@ class Segmenter:
         return len(self.classes)
 
     def _options(self, overrides: Mapping[str, Any]) -> InferenceOptions:
-        unknown = set(overrides) - {"mode", "crop_size", "stride", "scales", "flip", "short_side"}
+        known = {
+            "mode",
+            "crop_size",
+            "stride",
+            "scales",
+            "flip",
+            "short_side",
+            "channels_last",
+            "amp",
+        }
+        unknown = set(overrides) - known
         if unknown:
             raise TypeError(f"unknown inference options: {', '.join(sorted(unknown))}")
         return self.options.override(**overrides)
