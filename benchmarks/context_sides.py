@@ -18,20 +18,26 @@ import numpy as np
 import torch
 
 from pdn import build_dataset
-from pdn.data.context import SIDES
+from pdn.data.context import SIDES, ContextDataset
 from pdn.engine.checkpoint import load_checkpoint
 from pdn.engine.segmenter import Segmenter
 from pdn.errors import PdnError
 
 
-def accuracy_by_side(checkpoint: str, split: str) -> np.ndarray:
-    """``float (4,)``: object-pixel accuracy for the cues on ``SIDES`` (top, left, bottom, right)."""
+def load_context_run(checkpoint: str, split: str) -> tuple[ContextDataset, Segmenter]:
+    """The ``split`` of the context benchmark a checkpoint was trained on (its data options) and
+    the checkpoint's model on the CPU; exits with a message for another dataset."""
     ckpt = load_checkpoint(checkpoint)
     data = ckpt["config"]["data"]
     if data["name"] != "context":
         raise SystemExit(f"{checkpoint}: trained on {data['name']!r}, not the context benchmark")
     dataset = build_dataset("context", split=split, **dict(data.get("options") or {}))
-    segmenter = Segmenter.from_checkpoint(ckpt, device="cpu")
+    return dataset, Segmenter.from_checkpoint(ckpt, device="cpu")
+
+
+def accuracy_by_side(checkpoint: str, split: str) -> np.ndarray:
+    """``float (4,)``: object-pixel accuracy for the cues on ``SIDES`` (top, left, bottom, right)."""
+    dataset, segmenter = load_context_run(checkpoint, split)
     correct, total = np.zeros(4), np.zeros(4)
     for start in range(0, len(dataset), 16):
         indices = range(start, min(start + 16, len(dataset)))

@@ -29,8 +29,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 import torch.nn.functional as F
+from context_sides import load_context_run  # the script beside this one
 
-from pdn import build_dataset
 from pdn.data.context import SIDES, cue_mask, paint
 from pdn.engine.checkpoint import load_checkpoint
 from pdn.engine.explain import cue_share, layer_influence, object_pixels
@@ -41,12 +41,8 @@ from pdn.errors import PdnError
 def reach(
     checkpoint: str, scenes: int, split: str, pixels: int, layers: bool = True
 ) -> dict[str, float]:
+    dataset, segmenter = load_context_run(checkpoint, split)
     ckpt = load_checkpoint(checkpoint)
-    data = ckpt["config"]["data"]
-    if data["name"] != "context":
-        raise SystemExit(f"{checkpoint}: trained on {data['name']!r}, not the context benchmark")
-    dataset = build_dataset("context", split=split, **dict(data.get("options") or {}))
-    segmenter = Segmenter.from_checkpoint(ckpt, device="cpu")
     model = segmenter.model
     images, masks, cues, sides = [], [], [], []
     for index in range(scenes):
