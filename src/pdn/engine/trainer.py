@@ -584,128 +584,160 @@ class _Run:
         )
 
     def run(self) -> TrainResult:
-        cfg, ctx, tcfg = self.cfg, self.context, self.cfg.train
-        main = ctx.is_main
-        log = None
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-            log = ScalarLog(self.run_dir / "log.jsonl")
-            log.truncate_after(self.start)
+        """Train from ``self.start`` to ``train.iters``, then evaluate and write the run files."""
+        tcfg = self.cfg.train
+        log = self._open_log()
         progress = Progress(
-            start=self.start, total=tcfg.iters, every=tcfg.log_interval, enabled=main
+            start=self.start,
+            total=tcfg.iters,
+            every=tcfg.log_interval,
+            enabled=self.context.is_main,
         )
-        if main:
-            for line in self.header():
-                progress.write(line)
-        if main and self.start:
-            progress.write(f"resuming {self.run_dir} at iteration {self.start}/{tcfg.iters}")
-        if log is not None and self.cue_probe is not None and self.start == 0:
-            log.write(0, "reach", cue_share=self.cue_probe.measure(self.model, ctx.device))
+        self._announce(log, progress)
         window: list[list[float]] = []
         iteration = self.start
-        stopped_by = None
         try:
             with _StopRequest() as stop, _batches(self._loader()) as batches:
                 _set_train_mode(self.forward, tcfg.freeze_bn)
                 for images, masks in batches:
-                    images = images.to(ctx.device, non_blocking=True)
-                    masks = masks.to(ctx.device, non_blocking=True)
-                    with _autocast(ctx.device, self.use_amp):
-                        logits, aux_logits = self.forward(images)
-                    total, main_loss, aux_loss = training_loss(
-                        logits, aux_logits, masks, tcfg.aux_weight
-                    )
-                    labelled = float((masks != IGNORE_INDEX).sum())
-                    # one collective per step: the global batch's labelled pixels and loss sums,
-                    # whether any rank's loss is non-finite, whether any rank got a signal
-                    sums = [
-                        float(t.detach()) if t is not None else 0.0
-                        for t in (total, main_loss, aux_loss)
-                    ]
-                    shared = distributed.all_reduce_sum(
-                        [
-                            labelled,
-                            float(not math.isfinite(sums[0])),
-                            float(stop.signal_name is not None),
-                            *sums,
-                        ],
-                        ctx,
-                    )
-                    global_labelled = max(shared[0], 1.0)
-                    if shared[1] > 0:
-                        raise TrainingDiverged(
-                            f"loss is {shared[3] / global_labelled} at iteration {iteration + 1}; stopped "
-                            f"without updating the weights; {self._last_good()}"
-                        )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    # DDP averages gradients over ranks: scale so the result is d(sum / global_labelled)
-                    self.scaler.scale(total * (ctx.world_size / global_labelled)).backward()
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    self.scheduler.step()
+                    losses, signalled = self._step(images, masks, stop, iteration)
                     iteration += 1
-                    window.append([value / global_labelled for value in shared[3:]])
-                    lrs = self.scheduler.get_last_lr()
-                    progress.update(iteration, loss=window[-1][0], lr=lrs[0])
-                    if log is not None and (
-                        iteration % tcfg.log_interval == 0 or iteration == tcfg.iters
-                    ):
-                        means = [sum(col) / len(window) for col in zip(*window, strict=True)]
-                        log.write(
-                            iteration,
-                            "train",
-                            loss=means[0],
-                            loss_main=means[1],
-                            loss_aux=means[2],
-                            lr=lrs[0],
-                            lr_head=lrs[1],
-                        )
-                        window.clear()
-                        if self.cue_probe is not None:
-                            share = self.cue_probe.measure(self.model, ctx.device)
-                            log.write(iteration, "reach", cue_share=share)
-                            _set_train_mode(self.forward, tcfg.freeze_bn)
-
-                    if shared[2] > 0:
-                        stopped_by = stop.signal_name or "signal"
-                        self._save("last.pt", iteration, self.last_metrics, resumable=True)
-                        progress.write(
-                            f"stopped by {stopped_by} at iteration {iteration}; saved {self.run_dir / 'last.pt'}; "
-                            f"continue with --resume --out {self.run_dir}"
-                        )
-                        return TrainResult(self.run_dir, iteration, None, stopped_by)
+                    window.append(losses)
+                    self._log_step(iteration, window, log, progress)
+                    if signalled:
+                        return self._stop_for_signal(stop, iteration, progress)
                     if iteration < tcfg.iters:
-                        if tcfg.eval_interval and iteration % tcfg.eval_interval == 0:
-                            self._evaluate(iteration, log, progress)
-                            _set_train_mode(self.forward, tcfg.freeze_bn)
-                        if tcfg.checkpoint_interval and iteration % tcfg.checkpoint_interval == 0:
-                            self._save("last.pt", iteration, self.last_metrics, resumable=True)
-                            if tcfg.keep_checkpoints:
-                                self._save(f"iter_{iteration}.pt", iteration, None, resumable=False)
-            progress.close()
-            result = self._evaluate(iteration, log, progress)
-            self._save("last.pt", iteration, self.last_metrics, resumable=True)
-            if main and result is not None:
-                (self.run_dir / "metrics.json").write_text(
-                    json.dumps(_metrics_record(result, iteration), indent=2) + "\n"
-                )
-                print(
-                    f"\nvalidation ({self.cfg.data.name}, {self.cfg.data.val_split}) after {iteration} iterations:"
-                )
-                print(result.table())
-            if main:
-                written = sorted(
-                    p.name
-                    for p in self.run_dir.iterdir()
-                    if p.name in ("config.yaml", "last.pt", "best.pt", "log.jsonl", "metrics.json")
-                )
-                print(f"run directory: {self.run_dir} ({', '.join(written)})")
-            return TrainResult(self.run_dir, iteration, result, stopped_by)
+                        self._periodic(iteration, log, progress)
+            return self._finish(iteration, log, progress)
         finally:
             progress.close()
             if log is not None:
                 log.close()
+
+    def _open_log(self) -> ScalarLog | None:
+        """Rank 0: the run directory with its config, and ``log.jsonl`` cut back to the start."""
+        if not self.context.is_main:
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        log = ScalarLog(self.run_dir / "log.jsonl")
+        log.truncate_after(self.start)
+        return log
+
+    def _announce(self, log: ScalarLog | None, progress: Progress) -> None:
+        """The run header, the resume line, and the cue share at initialisation."""
+        if not self.context.is_main:
+            return
+        for line in self.header():
+            progress.write(line)
+        if self.start:
+            progress.write(
+                f"resuming {self.run_dir} at iteration {self.start}/{self.cfg.train.iters}"
+            )
+        if log is not None and self.cue_probe is not None and self.start == 0:
+            log.write(0, "reach", cue_share=self.cue_probe.measure(self.model, self.context.device))
+
+    def _step(
+        self, images: torch.Tensor, masks: torch.Tensor, stop: _StopRequest, iteration: int
+    ) -> tuple[list[float], bool]:
+        """One optimizer step on a batch; returns the global batch's (loss, main, aux) per
+        labelled pixel and whether any rank got a stop signal. Raises TrainingDiverged, before
+        touching the weights, when any rank's loss is not finite."""
+        ctx, tcfg = self.context, self.cfg.train
+        images = images.to(ctx.device, non_blocking=True)
+        masks = masks.to(ctx.device, non_blocking=True)
+        with _autocast(ctx.device, self.use_amp):
+            logits, aux_logits = self.forward(images)
+        total, main_loss, aux_loss = training_loss(logits, aux_logits, masks, tcfg.aux_weight)
+        labelled = float((masks != IGNORE_INDEX).sum())
+        sums = [float(t.detach()) if t is not None else 0.0 for t in (total, main_loss, aux_loss)]
+        # one collective per step: the global batch's labelled pixels and loss sums, whether any
+        # rank's loss is non-finite, whether any rank got a signal
+        flags = [float(not math.isfinite(sums[0])), float(stop.signal_name is not None)]
+        shared = distributed.all_reduce_sum([labelled, *flags, *sums], ctx)
+        global_labelled = max(shared[0], 1.0)
+        if shared[1] > 0:
+            raise TrainingDiverged(
+                f"loss is {shared[3] / global_labelled} at iteration {iteration + 1}; stopped "
+                f"without updating the weights; {self._last_good()}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP averages gradients over ranks: scale so the result is d(sum / global_labelled)
+        self.scaler.scale(total * (ctx.world_size / global_labelled)).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return [value / global_labelled for value in shared[3:]], shared[2] > 0
+
+    def _log_step(
+        self, iteration: int, window: list[list[float]], log: ScalarLog | None, progress: Progress
+    ) -> None:
+        """The progress line; every ``log_interval`` steps the window's mean losses, the learning
+        rates and (context benchmark) the cue share go to ``log.jsonl``, and the window empties."""
+        tcfg = self.cfg.train
+        lrs = self.scheduler.get_last_lr()
+        progress.update(iteration, loss=window[-1][0], lr=lrs[0])
+        if log is None or not (iteration % tcfg.log_interval == 0 or iteration == tcfg.iters):
+            return
+        means = [sum(col) / len(window) for col in zip(*window, strict=True)]
+        log.write(
+            iteration,
+            "train",
+            loss=means[0],
+            loss_main=means[1],
+            loss_aux=means[2],
+            lr=lrs[0],
+            lr_head=lrs[1],
+        )
+        window.clear()
+        if self.cue_probe is not None:
+            log.write(
+                iteration,
+                "reach",
+                cue_share=self.cue_probe.measure(self.model, self.context.device),
+            )
+            _set_train_mode(self.forward, tcfg.freeze_bn)
+
+    def _periodic(self, iteration: int, log: ScalarLog | None, progress: Progress) -> None:
+        """The evaluation and checkpoint (and kept copy) due at ``iteration``, if any."""
+        tcfg = self.cfg.train
+        if tcfg.eval_interval and iteration % tcfg.eval_interval == 0:
+            self._evaluate(iteration, log, progress)
+            _set_train_mode(self.forward, tcfg.freeze_bn)
+        if tcfg.checkpoint_interval and iteration % tcfg.checkpoint_interval == 0:
+            self._save("last.pt", iteration, self.last_metrics, resumable=True)
+            if tcfg.keep_checkpoints:
+                self._save(f"iter_{iteration}.pt", iteration, None, resumable=False)
+
+    def _stop_for_signal(
+        self, stop: _StopRequest, iteration: int, progress: Progress
+    ) -> TrainResult:
+        """SIGINT/SIGTERM: save ``last.pt`` at this iteration and end the run, resumable."""
+        stopped_by = stop.signal_name or "signal"
+        self._save("last.pt", iteration, self.last_metrics, resumable=True)
+        progress.write(
+            f"stopped by {stopped_by} at iteration {iteration}; saved {self.run_dir / 'last.pt'}; "
+            f"continue with --resume --out {self.run_dir}"
+        )
+        return TrainResult(self.run_dir, iteration, None, stopped_by)
+
+    def _finish(self, iteration: int, log: ScalarLog | None, progress: Progress) -> TrainResult:
+        """The final evaluation, ``last.pt``, ``metrics.json`` and the closing lines."""
+        progress.close()
+        result = self._evaluate(iteration, log, progress)
+        self._save("last.pt", iteration, self.last_metrics, resumable=True)
+        if self.context.is_main and result is not None:
+            (self.run_dir / "metrics.json").write_text(
+                json.dumps(_metrics_record(result, iteration), indent=2) + "\n"
+            )
+            data = self.cfg.data
+            print(f"\nvalidation ({data.name}, {data.val_split}) after {iteration} iterations:")
+            print(result.table())
+        if self.context.is_main:
+            files = ("config.yaml", "last.pt", "best.pt", "log.jsonl", "metrics.json")
+            written = sorted(p.name for p in self.run_dir.iterdir() if p.name in files)
+            print(f"run directory: {self.run_dir} ({', '.join(written)})")
+        return TrainResult(self.run_dir, iteration, result, None)
 
 
 def default_run_dir(config: str | None) -> Path:
