@@ -324,7 +324,7 @@ def test_channels_last_amp_and_compile_switches(
     fast = ["--channels-last", "--amp", "--compile", "reduce-overhead"]
     assert main([*base, "--out", str(tmp_path / "fast"), *fast]) == 0
     printed = capsys.readouterr().out
-    assert "channels-last" in printed and "AMP (CUDA)" in printed
+    assert "channels-last" in printed and "fp16 autocast (CUDA only)" in printed
     assert compiled == ["reduce-overhead"]
     for name in ("p0.png", "p1.png"):
         with Image.open(tmp_path / "plain" / name) as a, Image.open(tmp_path / "fast" / name) as b:
@@ -334,3 +334,19 @@ def test_channels_last_amp_and_compile_switches(
     assert compiled == ["reduce-overhead", "default"]
     assert main([*argv, "--compile", "fastest"]) == 2
     assert "compile mode must be one of" in capsys.readouterr().err
+
+
+def test_bf16_precision_on_the_cpu_stays_close_to_fp32(checkpoint):
+    """bf16 autocast on the CPU: probabilities within bf16's precision of fp32's, returned as
+    float32; an unknown precision is refused."""
+    from pdn.engine.inference import InferenceOptions, infer
+    from pdn.errors import ConfigError
+
+    segmenter = pdn.Segmenter.from_checkpoint(checkpoint, device="cpu")
+    x = segmenter.prepare(np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    exact = infer(segmenter.model, x[None], InferenceOptions())
+    fast = infer(segmenter.model, x[None], InferenceOptions(precision="bf16"))
+    assert fast.dtype == torch.float32
+    assert float((fast - exact).abs().max()) < 0.05
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        InferenceOptions(precision="int8")

@@ -54,10 +54,16 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the model in channels-last (NHWC) memory layout; the same result",
     )
     group.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="fp32 (default), bf16 (bfloat16 autocast, CPU or CUDA) or fp16 (float16 autocast, "
+        "CUDA only)",
+    )
+    group.add_argument(
         "--amp",
         action="store_true",
-        default=None,
-        help="float16 autocast on CUDA (ignored on the CPU)",
+        help="the same as --precision fp16 (float16 autocast on CUDA; ignored on the CPU)",
     )
     group.add_argument(
         "--compile",
@@ -79,7 +85,7 @@ def inference_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "scales": tuple(args.scales) if args.scales else None,
         "flip": args.flip,
         "channels_last": args.channels_last,
-        "amp": args.amp,
+        "precision": args.precision or ("fp16" if args.amp else None),
     }
     return {key: value for key, value in given.items() if value is not None}
 

@@ -27,6 +27,7 @@ from ..vocabulary import MIN_INPUT_SIZE
 __all__ = [
     "COMPILE_MODES",
     "InferenceOptions",
+    "PRECISIONS",
     "MIN_SIZE",
     "infer",
     "predict_probabilities",
@@ -36,6 +37,7 @@ __all__ = [
 
 MIN_SIZE = MIN_INPUT_SIZE  # the smallest input side the models accept
 MODES = ("whole", "slide")
+PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -63,7 +65,8 @@ class InferenceOptions:
             (``data.eval_resize``); ``None`` keeps the image size.
         channels_last: feed the model NHWC tensors (the model must be converted too:
             :func:`prepare_model`); the same result, often faster convolutions.
-        amp: float16 autocast on CUDA (ignored on the CPU).
+        precision: ``"fp32"``, ``"bf16"`` (bfloat16 autocast, on the CPU and on CUDA) or
+            ``"fp16"`` (float16 autocast, CUDA only: ignored on the CPU).
     """
 
     mode: str = "whole"
@@ -73,7 +76,7 @@ class InferenceOptions:
     flip: bool = False
     short_side: int | None = None
     channels_last: bool = False
-    amp: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -88,6 +91,10 @@ class InferenceOptions:
         object.__setattr__(self, "scales", scales)
         if self.mode == "slide" and self.crop_size is None:
             raise ConfigError("slide inference needs a crop size (--crop H W or eval.crop_size)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.short_side is not None and self.short_side < 1:
             raise ConfigError(f"short_side must be positive, got {self.short_side}")
 
@@ -143,8 +150,11 @@ class InferenceOptions:
             parts.append("flip")
         if self.channels_last:
             parts.append("channels-last")
-        if self.amp:
-            parts.append("AMP (CUDA)")
+        if self.precision != "fp32":
+            parts.append(
+                self.precision
+                + (" autocast (CUDA only)" if self.precision == "fp16" else " autocast")
+            )
         return ", ".join(parts)
 
 
@@ -274,8 +284,7 @@ def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> 
     """
     if options.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=options.amp and images.is_cuda)
-    with autocast:
+    with _precision(options.precision, images.device):
         probabilities = predict_probabilities(
             model,
             images,
@@ -286,6 +295,13 @@ def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> 
             flip=options.flip,
         )
     return probabilities.float()
+
+
+def _precision(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context for ``precision`` on ``device`` (fp16 only on CUDA)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    enabled = dtype is torch.bfloat16 or (dtype is torch.float16 and device.type == "cuda")
+    return torch.autocast(device.type, dtype=dtype if enabled else torch.bfloat16, enabled=enabled)
 
 
 def prepare_model(
