@@ -6,7 +6,7 @@ Names: ``ade20k``, ``voc``, ``pascal_context59``, ``cityscapes``, ``folder``, ``
 microscopy image shipped with pdn) and ``context`` (the generated long-range-context benchmark).
 """
 
-from . import context, datasets, transforms  # noqa: F401  (registers the builders)
+from . import context, datasets, paths, transforms  # noqa: F401  (registers the builders)
 from .base import FileSegmentationDataset, SegmentationDataset
 from .check import DatasetReport, check_dataset
 from .context import CONTEXT_LOCAL_MIOU_CEILING, ContextDataset, local_miou_ceiling

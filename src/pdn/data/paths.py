@@ -1,0 +1,369 @@
+"""The paths benchmark: each object takes the colour of the cue at the other end of its own path.
+
+The context benchmark puts every cue in line with its objects, where a head with fixed taps
+along rows and columns (ASPP) hears it. Here the answer travels along a route that no fixed set of
+offsets covers (the field's Pathfinder problem, Linsley et al. 2018): a scene holds ``pairs``
+grey objects and as many coloured cues, each object joined to one cue by a thin grey path of its
+own that winds through ``turns`` random waypoints; paths never cross or touch, and an object's
+class is ``1 +`` the colour of the cue at the other end of its path.
+
+**A sample** (``build_dataset("paths")``): a ``size x size`` RGB image (default 128) and its mask,
+5 classes (background; an object whose path ends at a red, green, blue or yellow cue). The scene
+is laid out on a grid of 4 px cells: cues and objects are 2 x 2 cells (8 px squares), a path is a
+2 px line through the centres of its cells, and every path keeps at least one free cell from
+every other path, cue and object. The background is textured as in the context benchmark.
+Objects, paths and background look the same in every scene whatever the colours; only the cues
+are coloured. Layouts are drawn so that an object's own cue is neither the cue nearest to it nor
+the one closest to its column or row, so guessing from those is as good as guessing blind.
+
+**Generation.** Sample ``i`` draws its layout from one random stream seeded by ``(seed, split,
+i, 0)`` and its cue colours from another, ``(seed, split, i, 1)``: each cue's colour is uniform
+over the 4 and independent of everything else. The same layout painted with two colourings
+differs only on the cues, while its objects' labels differ.
+
+**Bounds.** A model whose prediction at an object pixel depends on no pixel of that object's
+own cue (a *local* model, or one that reads another cue) predicts independently of the class,
+which is uniform over 4: as in the context benchmark its expected mIoU is at most
+``(1 + 4/7) / 5 = 11/35`` (:data:`LOCAL_MIOU_CEILING`). Reading the nearest cue or the cue
+closest in line gives the same (that cue's colour is independent of the object's class).
+Reading the scene's most frequent cue colour does better, because the object's own cue is one
+of the cues counted: :func:`mode_guess_miou` gives its exact expected mIoU.
+
+**Cost.** The routes are searched in Python: a 128 px scene with 4 pairs and 2 turns takes
+0.3 s on dev-cpu with both cores busy (the context benchmark: about a millisecond), so training
+on it needs ``data.num_workers``; it has no configs or ablation task yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .base import JointTransform, Sample, SegmentationDataset
+from .context import (
+    CONTEXT_CLASSES,
+    CONTEXT_PALETTE,
+    CUE_COLORS,
+    DEFAULT_NUM_SAMPLES,
+    OBJECT_GREY,
+    SPLIT_STREAMS,
+    _smoothing_matrix,
+)
+from .registry import check_split, register_dataset
+
+CELL = 4  # px per grid cell
+BLOCK = 2  # cells per side of a cue or an object
+PATH_GREY = 150
+LOCAL_MIOU_CEILING = 11 / 35
+PATHS_CLASSES = tuple(name.replace("-cue", "-cue path") for name in CONTEXT_CLASSES)
+
+
+def guess_miou(accuracy: float) -> float:
+    """Expected mIoU of a guess that labels every object pixel, right with probability
+    ``accuracy`` and otherwise (by colour symmetry) spread evenly over the 3 wrong classes, with
+    a perfect background: ``IoU_j = p / (2 - p)`` for each object class."""
+    return (1 + 4 * accuracy / (2 - accuracy)) / 5
+
+
+def mode_guess_miou(cues: int) -> float:
+    """Expected mIoU of labelling every object with its scene's most frequent cue colour (ties
+    broken uniformly at random), for ``cues`` cues of independent uniform colours."""
+    right = 0.0
+    for colours in itertools.product(range(4), repeat=cues):
+        counts = np.bincount(colours, minlength=4)
+        modes = np.flatnonzero(counts == counts.max())
+        own = colours[0]  # by symmetry, the object of the first cue
+        right += (own in modes) / len(modes)
+    return guess_miou(right / 4**cues)
+
+
+@dataclass(frozen=True)
+class PathsLayout:
+    """A scene without its colours: ``background`` uint8 ``(size, size, 3)``; ``cues`` and
+    ``objects`` the top-left cells ``(row, col)`` of each 2 x 2-cell square; ``paths[k]`` the
+    cells of the path from cue ``k`` to object ``k``."""
+
+    background: np.ndarray
+    cues: list[tuple[int, int]]
+    objects: list[tuple[int, int]]
+    paths: list[list[tuple[int, int]]]
+
+
+def _block_cells(corner: tuple[int, int]) -> list[tuple[int, int]]:
+    return [(corner[0] + dr, corner[1] + dc) for dr in range(BLOCK) for dc in range(BLOCK)]
+
+
+def _dilate(cells: set[tuple[int, int]], grid: int) -> set[tuple[int, int]]:
+    return {
+        (r + dr, c + dc)
+        for r, c in cells
+        for dr in (-1, 0, 1)
+        for dc in (-1, 0, 1)
+        if 0 <= r + dr < grid and 0 <= c + dc < grid
+    }
+
+
+def _route(
+    start: tuple[int, int],
+    goal: set[tuple[int, int]],
+    blocked: set[tuple[int, int]],
+    grid: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, int]] | None:
+    """A shortest 4-connected route from ``start`` to any cell of ``goal`` avoiding ``blocked``
+    (neighbours explored in a random order, so ties between routes are broken at random)."""
+    previous = {start: start}
+    queue = deque([start])
+    orders = rng.integers(len(_STEP_ORDERS), size=grid * grid).tolist()  # one draw per route
+    while queue:
+        cell = queue.popleft()
+        if cell in goal:
+            route = [cell]
+            while route[-1] != start:
+                route.append(previous[route[-1]])
+            return route[::-1]
+        for dr, dc in _STEP_ORDERS[orders[cell[0] * grid + cell[1]]]:
+            nxt = (cell[0] + dr, cell[1] + dc)
+            if (
+                0 <= nxt[0] < grid
+                and 0 <= nxt[1] < grid
+                and nxt not in blocked
+                and nxt not in previous
+            ):
+                previous[nxt] = cell
+                queue.append(nxt)
+    return None
+
+
+# The 24 orders of the 4 steps; a route draws one per cell, so that ties break at random.
+_STEP_ORDERS = list(itertools.permutations([(1, 0), (-1, 0), (0, 1), (0, -1)]))
+
+
+def _ring(corner: tuple[int, int], grid: int) -> set[tuple[int, int]]:
+    """The cells that share an edge with the 2 x 2 block at ``corner``."""
+    r, c = corner
+    ring = {(r - 1, c + k) for k in range(BLOCK)} | {(r + BLOCK, c + k) for k in range(BLOCK)}
+    ring |= {(r + k, c - 1) for k in range(BLOCK)} | {(r + k, c + BLOCK) for k in range(BLOCK)}
+    return {(a, b) for a, b in ring if 0 <= a < grid and 0 <= b < grid}
+
+
+def _centre(corner: tuple[int, int]) -> np.ndarray:
+    return np.asarray(corner, dtype=float) + BLOCK / 2
+
+
+def _assignment(
+    cues: list[tuple[int, int]], objects: list[tuple[int, int]], rng: np.random.Generator
+) -> list[int] | None:
+    """A cue for each object that is neither its nearest cue nor the one closest in line
+    (smallest row or column offset), or None when 64 random tries find none."""
+    cue_centres = np.stack([_centre(c) for c in cues])
+    banned = []
+    for obj in objects:
+        offset = np.abs(cue_centres - _centre(obj))
+        banned.append({int(np.argmin(np.hypot(*offset.T))), int(np.argmin(offset.min(1)))})
+    for _ in range(64):
+        order = [int(k) for k in rng.permutation(len(cues))]
+        if all(order[k] not in banned[k] for k in range(len(objects))):
+            return order
+    return None
+
+
+def _route_pair(
+    cue: tuple[int, int],
+    obj: tuple[int, int],
+    blocked: set[tuple[int, int]],
+    grid: int,
+    turns: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, int]] | None:
+    """Cells from the cue's border through ``turns`` random waypoints to the object's border."""
+    starts = sorted(_ring(cue, grid) - blocked)
+    goal = _ring(obj, grid) - blocked
+    if not starts or not goal:
+        return None
+    free = [(r, c) for r in range(grid) for c in range(grid) if (r, c) not in blocked]
+    for _ in range(8):  # new waypoints when a route runs into a dead end
+        waypoints = [free[int(k)] for k in rng.choice(len(free), size=turns, replace=False)]
+        route = [starts[int(rng.integers(len(starts)))]]
+        for target in [*({w} for w in waypoints), goal]:
+            own = _dilate(set(route[:-2]), grid) | set(route)
+            leg = _route(route[-1], target, blocked | own - {route[-1]}, grid, rng)
+            if leg is None:
+                break
+            route += leg[1:]
+        else:
+            return route
+    return None
+
+
+def draw_layout(rng: np.random.Generator, size: int, pairs: int, turns: int) -> PathsLayout:
+    """Draw a scene's layout from ``rng`` (retrying until every pair has its path)."""
+    grid = size // CELL
+    for _ in range(200):
+        corners: list[tuple[int, int]] = []
+        taken: set[tuple[int, int]] = set()
+        for _ in range(400):
+            if len(corners) == 2 * pairs:
+                break
+            corner = (int(rng.integers(grid - BLOCK + 1)), int(rng.integers(grid - BLOCK + 1)))
+            cells = set(_block_cells(corner))
+            if not cells & taken:
+                corners.append(corner)
+                taken |= _dilate(_dilate(cells, grid), grid)  # two free cells between squares
+        if len(corners) < 2 * pairs:
+            continue
+        cues, objects = corners[:pairs], corners[pairs:]
+        order = _assignment(cues, objects, rng)
+        if order is None:
+            continue
+        squares = {k: set(_block_cells(c)) for k, c in enumerate(corners)}
+        paths: list[list[tuple[int, int]]] = [[] for _ in range(pairs)]
+        used: set[tuple[int, int]] = set()
+        for k in rng.permutation(pairs).tolist():
+            cue = order[k]
+            others = set().union(*(s for j, s in squares.items() if j not in (cue, pairs + k)))
+            blocked = _dilate(others, grid) | _dilate(used, grid)
+            blocked |= squares[cue] | squares[pairs + k]
+            route = _route_pair(cues[cue], objects[k], blocked, grid, turns, rng)
+            if route is None:
+                break
+            paths[k] = route
+            used |= set(route)
+        else:
+            background = _background(rng, size)
+            return PathsLayout(background, [cues[order[k]] for k in range(pairs)], objects, paths)
+    raise RuntimeError(f"no paths layout after 200 tries (size {size}, {pairs} pairs)")
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    base = rng.integers(45, 86, size=3)
+    knots = rng.uniform(-18, 18, size=(5, 5))
+    matrix = _smoothing_matrix(size)
+    smooth = np.rint(matrix @ knots @ matrix.T).astype(np.int16)
+    noise = rng.integers(-12, 13, size=(size, size), dtype=np.int16)
+    return ((smooth + noise)[:, :, None] + base.astype(np.int16)).astype(np.uint8)
+
+
+def _pixels(cell: tuple[int, int]) -> tuple[slice, slice]:
+    """The 2 x 2 px centre of a cell."""
+    return slice(cell[0] * CELL + 1, cell[0] * CELL + 3), slice(
+        cell[1] * CELL + 1, cell[1] * CELL + 3
+    )
+
+
+def _join(image: np.ndarray, a: tuple[int, int], b: tuple[int, int], value: int) -> None:
+    """A 2 px bar between the centres of the edge-adjacent cells ``a`` and ``b``."""
+    (r0, c0), (r1, c1) = sorted([a, b])
+    image[r0 * CELL + 1 : r1 * CELL + 3, c0 * CELL + 1 : c1 * CELL + 3] = value
+
+
+def paint(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Paint ``layout``: cue ``k`` (the cue of object ``k``) in ``CUE_COLORS[colours[k]]``.
+    Returns ``image`` uint8 ``(3, size, size)`` and ``mask`` uint8 ``(size, size)``: object
+    ``k``'s pixels ``1 + colours[k]``, everything else 0."""
+    image = layout.background.copy()
+    mask = np.zeros(image.shape[:2], dtype=np.uint8)
+    side = BLOCK * CELL
+    for k, (cue, obj, route) in enumerate(
+        zip(layout.cues, layout.objects, layout.paths, strict=True)
+    ):
+        for cell in route:
+            image[_pixels(cell)] = PATH_GREY
+        for a, b in zip(route, route[1:], strict=False):
+            _join(image, a, b, PATH_GREY)
+        for end, square in ((route[0], cue), (route[-1], obj)):
+            inside = min(
+                _block_cells(square), key=lambda q: abs(q[0] - end[0]) + abs(q[1] - end[1])
+            )
+            _join(image, end, inside, PATH_GREY)
+        rows, cols = (
+            slice(obj[0] * CELL, obj[0] * CELL + side),
+            slice(obj[1] * CELL, obj[1] * CELL + side),
+        )
+        image[rows, cols] = OBJECT_GREY
+        mask[rows, cols] = 1 + int(colours[k])
+        rows, cols = (
+            slice(cue[0] * CELL, cue[0] * CELL + side),
+            slice(cue[1] * CELL, cue[1] * CELL + side),
+        )
+        image[rows, cols] = CUE_COLORS[int(colours[k])]
+    return np.ascontiguousarray(image.transpose(2, 0, 1)), mask
+
+
+def cue_mask(layout: PathsLayout, index: int) -> np.ndarray:
+    """bool ``(size, size)``: the pixels of the cue of object ``index``."""
+    mask = np.zeros(layout.background.shape[:2], dtype=bool)
+    r, c = layout.cues[index]
+    mask[r * CELL : (r + BLOCK) * CELL, c * CELL : (c + BLOCK) * CELL] = True
+    return mask
+
+
+@register_dataset("paths")
+class PathsDataset(SegmentationDataset):
+    """The generated paths benchmark (see the module docstring). Options: ``size`` (>= 64,
+    default 128), ``pairs`` (objects and cues, 2-6, default 4), ``turns`` (waypoints per path,
+    default 2: the difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``.
+    ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same
+    ``(seed, split, i)``. ``root`` must be ``None``."""
+
+    def __init__(
+        self,
+        *,
+        root: str | Path | None = None,
+        split: str = "train",
+        transforms: JointTransform | None = None,
+        size: int = 128,
+        pairs: int = 4,
+        turns: int = 2,
+        num_samples: int | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(transforms=transforms)
+        self.split = check_split("paths", split, tuple(SPLIT_STREAMS))
+        if root is not None:
+            raise ConfigError("dataset 'paths' is generated; it takes no root")
+        for key, value, low, high in (
+            ("size", size, 64, 1024),
+            ("pairs", pairs, 2, 6),
+            ("turns", turns, 0, 8),
+            ("seed", seed, 0, None),
+            ("num_samples", num_samples, 1, None),
+        ):
+            if value is None and key == "num_samples":
+                continue
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < low
+                or (high is not None and value > high)
+            ):
+                limit = f"in {low}..{high}" if high is not None else f">= {low}"
+                raise ConfigError(f"paths option {key} must be an integer {limit}, got {value!r}")
+        self.size, self.pairs, self.turns, self.seed = size, pairs, turns, seed
+        self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
+        self.classes = PATHS_CLASSES
+        self.palette = list(CONTEXT_PALETTE)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _stream(self, index: int, part: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, part])
+
+    def layout(self, index: int) -> PathsLayout:
+        return draw_layout(self._stream(index, 0), self.size, self.pairs, self.turns)
+
+    def colours(self, index: int) -> tuple[int, ...]:
+        """The colour (0..3) of the cue of each object of sample ``index``."""
+        return tuple(int(c) for c in self._stream(index, 1).integers(4, size=self.pairs))
+
+    def load(self, index: int) -> Sample:
+        image, mask = paint(self.layout(index), self.colours(index))
+        return torch.from_numpy(image), torch.from_numpy(mask).to(torch.int64)

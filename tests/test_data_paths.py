@@ -1,0 +1,78 @@
+"""The paths benchmark: deterministic scenes, paths that never touch, labels that only the cue at
+the far end of an object's own path decides, and the bounds of the guesses that do not read it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import pdn
+from pdn.data import paths as P
+from pdn.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return pdn.build_dataset("paths", split="val", size=96, pairs=3, turns=1, num_samples=6)
+
+
+def test_scenes_are_deterministic_and_labelled_by_their_own_cue(dataset):
+    for index in range(3):
+        image, mask = dataset[index]
+        again, mask_again = dataset[index]
+        assert torch.equal(image, again) and torch.equal(mask, mask_again)
+        assert image.shape == (3, 96, 96) and mask.dtype == torch.int64
+        layout, colours = dataset.layout(index), dataset.colours(index)
+        for k, (r, c) in enumerate(layout.objects):
+            square = mask[r * P.CELL : (r + 2) * P.CELL, c * P.CELL : (c + 2) * P.CELL]
+            assert torch.all(square == 1 + colours[k])
+            cue = P.cue_mask(layout, k)
+            assert tuple(image[:, cue][:, 0].tolist()) == P.CUE_COLORS[colours[k]]
+
+
+def test_paths_keep_apart_and_the_own_cue_is_not_the_nearest_or_in_line(dataset):
+    for index in range(len(dataset)):
+        layout = dataset.layout(index)
+        cells = [set(route) for route in layout.paths]
+        for a in range(len(cells)):
+            for b in range(a + 1, len(cells)):
+                assert not P._dilate(cells[a], 96 // P.CELL) & cells[b]  # one free cell between
+        centres = np.stack([P._centre(c) for c in layout.cues])
+        for k, obj in enumerate(layout.objects):
+            offset = np.abs(centres - P._centre(obj))
+            assert int(np.argmin(np.hypot(*offset.T))) != k
+            assert int(np.argmin(offset.min(1))) != k
+            route = layout.paths[k]
+            assert all(
+                abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1
+                for a, b in zip(route, route[1:], strict=False)
+            )
+
+
+def test_the_same_local_patch_gets_different_labels(dataset):
+    """Two colourings of one layout: every pixel away from the cues is identical, while the
+    objects' labels differ, so no model that misses the cue can get both right."""
+    layout = dataset.layout(0)
+    first, mask_first = P.paint(layout, [0, 1, 2])
+    second, mask_second = P.paint(layout, [3, 3, 0])
+    cues = np.any([P.cue_mask(layout, k) for k in range(3)], axis=0)
+    assert np.array_equal(first[:, ~cues], second[:, ~cues])
+    objects = mask_first > 0
+    assert (mask_first[objects] != mask_second[objects]).all()
+
+
+def test_bounds_of_the_guesses_that_do_not_follow_the_path():
+    assert P.guess_miou(0.25) == pytest.approx(P.LOCAL_MIOU_CEILING)  # a blind guess: 11/35
+    assert P.guess_miou(1.0) == pytest.approx(1.0)
+    # the most frequent cue colour: the own cue is among those counted, so above blind
+    two = P.mode_guess_miou(2)  # right when both agree (1/4), half the time otherwise
+    assert two == pytest.approx(P.guess_miou(0.25 + 0.75 * 0.5))
+    assert P.LOCAL_MIOU_CEILING < P.mode_guess_miou(4) < two
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="pairs must be an integer in 2..6"):
+        pdn.build_dataset("paths", split="train", pairs=9)
+    with pytest.raises(ConfigError, match="takes no root"):
+        pdn.build_dataset("paths", root="/data", split="train")
