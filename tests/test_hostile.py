@@ -139,3 +139,61 @@ def test_train_scans_every_file_before_it_starts(tmp_path, capsys):
     assert main([*base, "data.val_split=null", "--out", str(tmp_path / "b")]) == 2
     err = _one_line_error(capsys, "train")
     assert "split 'train'" in err and str(files["train"][2][1]) in err
+
+
+def test_export_out_that_is_a_folder(tmp_path, capsys):
+    path = _checkpoint(tmp_path)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    assert (
+        main(["export", "--checkpoint", str(path), "--out", str(folder), "--size", "32", "32"]) == 2
+    )
+    assert "is a folder" in _one_line_error(capsys, "export")
+    assert list(folder.iterdir()) == []
+
+
+def test_predict_out_that_is_a_file(tmp_path, capsys):
+    path = _checkpoint(tmp_path)
+    image = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    blocker = tmp_path / "labels"
+    blocker.write_text("mine")
+    assert (
+        main(["predict", "--checkpoint", str(path), "--out", str(blocker), "--quiet", str(image)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(blocker) in err
+    assert blocker.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (
+            PermissionError(13, "Permission denied", "/data/private/classes.txt"),
+            "/data/private/classes.txt: Permission denied",
+        ),
+        (IsADirectoryError(21, "Is a directory", "/data/set"), "/data/set: Is a directory"),
+        (MemoryError(), "out of memory"),
+    ],
+)
+def test_os_and_memory_errors_anywhere_are_one_line(monkeypatch, capsys, error, shown):
+    """What the machine refuses (permissions, a folder for a file, memory) surfaces as one line
+    from the top-level handler, whichever command hits it (running as root, the tests cannot
+    make a real unreadable file)."""
+    import pdn.cli.catalog as catalog
+
+    def refuse(_):
+        raise error
+
+    monkeypatch.setattr(catalog, "run_list", refuse)
+    from pdn.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["list"])
+    assert args.func is refuse
+    assert main(["list"]) == 2
+    assert shown in _one_line_error(capsys, "list")
