@@ -164,8 +164,7 @@ def test_predict_out_that_is_a_file(tmp_path, capsys):
         main(["predict", "--checkpoint", str(path), "--out", str(blocker), "--quiet", str(image)])
         == 2
     )
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and str(blocker) in err
+    assert f"--out {blocker} is a file" in _one_line_error(capsys, "predict")
     assert blocker.read_text() == "mine"
 
 

@@ -138,6 +138,8 @@ def check_outputs(
 ) -> None:
     """Refuse, before anything is written, outputs that would replace an input, or an existing
     file that is not a pdn output (unless ``overwrite``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PdnError(f"--out {out_dir} is a file; give a folder for the label maps")
     inputs = {path.resolve() for path, _ in items}
     for target in output_files(out_dir, [name for _, name in items], panels=panels):
         if target.resolve() in inputs:
