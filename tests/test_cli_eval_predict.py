@@ -269,6 +269,10 @@ def test_bench_latency_prints_one_line(capsys):
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "ms/batch" in lines[0] and "32x48 on cpu" in lines[0]
+    assert "fp32" in lines[0]
+    fast = ["--precision", "bf16", "--channels-last"]
+    assert main([*argv, "--classes", "3", "--warmup", "1", "--repeats", "2", *fast]) == 0
+    assert "bf16, channels-last: median" in capsys.readouterr().out
 
 
 def test_panel_shows_image_truth_prediction_overlay_and_the_classes_present(tmp_path, capsys):

@@ -46,6 +46,23 @@ def register(subparsers: Any) -> None:
     speed.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
+    speed.add_argument(
+        "--channels-last", action="store_true", help="NHWC weights and input (default: NCHW)"
+    )
+    speed.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="autocast: bf16 on the CPU or CUDA, fp16 on CUDA only (default: fp32)",
+    )
+    speed.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="MODE",
+        help="torch.compile the model first (warm-up runs include the compilation)",
+    )
     speed.set_defaults(func=run_latency)
     _register_speed(actions)
     _register_ablation(actions)
@@ -292,6 +309,7 @@ def run_latency(args: argparse.Namespace) -> int:
     import torch
 
     from ..bench.timing import time_forward
+    from ..engine.inference import AutocastModel, prepare_model
     from ..engine.segmenter import default_device
     from ..errors import ConfigError
     from ..models import build_model
@@ -308,12 +326,21 @@ def run_latency(args: argparse.Namespace) -> int:
         aux=False,
         **options,
     )
-    model = model.to(device).eval()
+    model = prepare_model(
+        AutocastModel(model.to(device).eval(), args.precision),
+        channels_last=args.channels_last,
+        compile_mode=args.compile,
+    )
     x = torch.randn(args.batch, 3, *args.size, device=device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     timing = time_forward(model, x, warmup=args.warmup, repeats=args.repeats)
     median, (q1, q3) = timing.median, timing.quartiles
     where = f"{device}" + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
     mode = f" {args.mode}" if args.mode else ""
+    extras = [args.precision] + (["channels-last"] if args.channels_last else [])
+    extras += [f"compiled ({args.compile})"] if args.compile else []
+    where += ", " + ", ".join(extras)
     print(
         f"latency: {args.arch}{mode}/{args.backbone} os{args.output_stride}, batch {args.batch} x "
         f"{args.size[0]}x{args.size[1]} on {where}: median {1000 * median:.1f} ms/batch "

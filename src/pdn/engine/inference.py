@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..vocabulary import MIN_INPUT_SIZE
 
 __all__ = [
+    "AutocastModel",
     "COMPILE_MODES",
     "InferenceOptions",
     "PRECISIONS",
@@ -302,6 +303,23 @@ def _precision(precision: str, device: torch.device) -> torch.autocast:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     enabled = dtype is torch.bfloat16 or (dtype is torch.float16 and device.type == "cuda")
     return torch.autocast(device.type, dtype=dtype if enabled else torch.bfloat16, enabled=enabled)
+
+
+class AutocastModel(nn.Module):
+    """``model`` run under the autocast of ``precision`` (as :func:`infer` runs it), for timing
+    a model alone: ``(B, 3, H, W) -> float32 logits``."""
+
+    def __init__(self, model: nn.Module, precision: str):
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.model, self.precision = model, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with _precision(self.precision, x.device):
+            return self.model(x).float()
 
 
 def prepare_model(
