@@ -137,16 +137,22 @@ class ContextLayout:
     cue_width: int
 
 
-def draw_layout(rng: np.random.Generator, size: int = 128) -> ContextLayout:
-    """Draw a sample's layout (side, background texture, objects) from ``rng``; never the colour."""
-    cue_width = cue_width_for(size)
-    side = int(rng.integers(4))
+def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """``uint8 (size, size, 3)``: a random base colour with smooth low-frequency variation and
+    per-pixel noise, every channel within ``[15, 115]``."""
     base = rng.integers(45, 86, size=3)
     knots = rng.uniform(-18, 18, size=(5, 5))
     matrix = _smoothing_matrix(size)
     smooth = np.rint(matrix @ knots @ matrix.T).astype(np.int16)
     noise = rng.integers(-12, 13, size=(size, size), dtype=np.int16)
-    background = ((smooth + noise)[:, :, None] + base.astype(np.int16)).astype(np.uint8)
+    return ((smooth + noise)[:, :, None] + base.astype(np.int16)).astype(np.uint8)
+
+
+def draw_layout(rng: np.random.Generator, size: int = 128) -> ContextLayout:
+    """Draw a sample's layout (side, background texture, objects) from ``rng``; never the colour."""
+    cue_width = cue_width_for(size)
+    side = int(rng.integers(4))
+    background = textured_background(rng, size)
 
     objects = np.zeros((size, size), dtype=bool)
     count = int(rng.integers(3, 7))

@@ -54,7 +54,7 @@ from .context import (
     DEFAULT_NUM_SAMPLES,
     OBJECT_GREY,
     SPLIT_STREAMS,
-    _smoothing_matrix,
+    textured_background,
 )
 from .registry import check_split, register_dataset
 
@@ -237,18 +237,9 @@ def draw_layout(rng: np.random.Generator, size: int, pairs: int, turns: int) -> 
             paths[k] = route
             used |= set(route)
         else:
-            background = _background(rng, size)
+            background = textured_background(rng, size)
             return PathsLayout(background, [cues[order[k]] for k in range(pairs)], objects, paths)
     raise RuntimeError(f"no paths layout after 200 tries (size {size}, {pairs} pairs)")
-
-
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    base = rng.integers(45, 86, size=3)
-    knots = rng.uniform(-18, 18, size=(5, 5))
-    matrix = _smoothing_matrix(size)
-    smooth = np.rint(matrix @ knots @ matrix.T).astype(np.int16)
-    noise = rng.integers(-12, 13, size=(size, size), dtype=np.int16)
-    return ((smooth + noise)[:, :, None] + base.astype(np.int16)).astype(np.uint8)
 
 
 def _pixels(cell: tuple[int, int]) -> tuple[slice, slice]:
