@@ -107,9 +107,6 @@ def ms_text(ms: float) -> str:
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
-
-
 def compiled_module(module: nn.Module, mode: str | None) -> nn.Module:
     """``module`` compiled by ``torch.compile`` in ``mode`` (static shapes), or as is for ``None``.
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .predict import add_runtime_arguments
+
 HELP = "benchmarks: speed (stack vs heads vs the machine), ablation (the claim), latency (a model)"
 
 
@@ -46,30 +48,15 @@ def register(subparsers: Any) -> None:
     speed.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
-    speed.add_argument(
-        "--channels-last", action="store_true", help="NHWC weights and input (default: NCHW)"
-    )
-    speed.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="autocast: bf16 on the CPU or CUDA, fp16 on CUDA only (default: fp32)",
-    )
-    speed.add_argument(
-        "--compile",
-        nargs="?",
-        const="default",
-        default=None,
-        metavar="MODE",
-        help="torch.compile the model first (warm-up runs include the compilation)",
-    )
+    add_runtime_arguments(speed, default_precision="fp32")
     speed.set_defaults(func=run_latency)
     _register_speed(actions)
     _register_ablation(actions)
 
 
 def _register_speed(actions: Any) -> None:
-    from ..bench.speed import COMPILE_MODES, SECTIONS
+    from ..bench.speed import SECTIONS
+    from ..engine.inference import COMPILE_MODES
 
     speed = actions.add_parser(
         "speed",

@@ -47,6 +47,19 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="cpu, cuda or cuda:N (default: cuda when available, else cpu)",
     )
+    add_runtime_arguments(group)
+    group.add_argument(
+        "--amp",
+        action="store_true",
+        help="the same as --precision fp16 (float16 autocast on CUDA; ignored on the CPU)",
+    )
+
+
+def add_runtime_arguments(group: Any, *, default_precision: str | None = None) -> None:
+    """``--channels-last``, ``--precision`` and ``--compile [MODE]``: how the model runs, the
+    same switches for ``pdn eval``, ``pdn predict`` and ``pdn bench latency``."""
+    from ..engine.inference import COMPILE_MODES, PRECISIONS
+
     group.add_argument(
         "--channels-last",
         action="store_true",
@@ -55,15 +68,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default=None,
+        choices=PRECISIONS,
+        default=default_precision,
         help="fp32 (default), bf16 (bfloat16 autocast, CPU or CUDA) or fp16 (float16 autocast, "
         "CUDA only)",
-    )
-    group.add_argument(
-        "--amp",
-        action="store_true",
-        help="the same as --precision fp16 (float16 autocast on CUDA; ignored on the CPU)",
     )
     group.add_argument(
         "--compile",
@@ -71,8 +79,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         const="default",
         default=None,
         metavar="MODE",
-        help="torch.compile the model (MODE: default, reduce-overhead, max-autotune; the first "
-        "image is slow while it compiles)",
+        help=f"torch.compile the model (MODE: {', '.join(COMPILE_MODES)}; default: default); "
+        "the first call is slow while it compiles",
     )
 
 

@@ -85,8 +85,6 @@ class Segmenter:
         trained_on: the dataset name of the run that wrote the checkpoint (None when unknown).
     """
 
-    trained_on: str | None = None
-
     def __init__(
         self,
         model: nn.Module,
@@ -97,6 +95,7 @@ class Segmenter:
         options: InferenceOptions | None = None,
         device: str | torch.device | None = None,
         batch_size: int | None = None,
+        trained_on: str | None = None,
     ):
         self.device = default_device(device)
         self.model = model.to(self.device).eval()
@@ -105,6 +104,7 @@ class Segmenter:
         self.normalization: Normalization = normalization or model.normalization  # type: ignore[assignment]
         self.options = options or InferenceOptions()
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
+        self.trained_on = trained_on
         if len(self.palette) != len(self.classes):
             raise ValueError(f"{len(self.palette)} palette colours for {len(self.classes)} classes")
 
@@ -123,17 +123,16 @@ class Segmenter:
         """
         ckpt = path if isinstance(path, Mapping) else load_checkpoint(path)
         model = model_from_checkpoint(ckpt)
-        segmenter = cls(
+        data = (ckpt.get("config") or {}).get("data") or {}
+        return cls(
             model,
             classes=ckpt["classes"],
             palette=ckpt["palette"],
             normalization=Normalization.from_dict(ckpt["normalization"]),
             options=InferenceOptions.from_config(ckpt.get("config")),
             device=device,
+            trained_on=str(data["name"]) if data.get("name") else None,
         )
-        data = (ckpt.get("config") or {}).get("data") or {}
-        segmenter.trained_on = str(data["name"]) if data.get("name") else None
-        return segmenter
 
     @property
     def num_classes(self) -> int:
