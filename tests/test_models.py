@@ -324,3 +324,32 @@ def test_tiny_fcn_sees_at_most_107_pixels_away() -> None:
     cols = torch.nonzero(seen.any(dim=0)).flatten()
     reach = max(160 - int(rows.min()), int(rows.max()) - 160, 160 - int(cols.min()))
     assert reach == 107
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_low_level_skip_feeds_an_earlier_stage_to_the_head(arch: str) -> None:
+    """With the last stage's map held at zero, only the skip can make the logits depend on the
+    image: they do with it and do not without it. The model rebuilds from its config."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 72)
+    outputs = {}
+    for stage in (None, 1):
+        model = pdn.build_model(arch, 3, backbone="tiny", low_level_stage=stage).eval()
+        last = model.backbone.stages[-1]
+        last.register_forward_hook(lambda module, args, out: torch.zeros_like(out))
+        with torch.no_grad():
+            logits = model(x)
+        outputs[stage] = float((logits[0] - logits[1]).abs().max())
+        rebuilt = pdn.build_model(**model.model_config)
+        rebuilt.load_state_dict(model.state_dict())
+        assert rebuilt.model_config == model.model_config
+    assert outputs[None] == 0.0
+    assert outputs[1] > 1e-7
+
+
+def test_low_level_skip_index_is_checked() -> None:
+    for stage in (-1, 3):
+        with pytest.raises(ConfigError, match="low_level_stage must be an earlier backbone stage"):
+            pdn.build_model("pdn", 3, backbone="tiny", low_level_stage=stage)
+    model = pdn.build_model("pdn", 3, backbone="resnet18", low_level_stage=0).eval()
+    assert model(torch.randn(1, 3, 40, 48)).shape == (1, 3, 40, 48)

@@ -142,6 +142,16 @@ VARIANTS: tuple[Variant, ...] = (
         "pdn (sweep, L=2, chrono init T=32)",
         ("model.arch=pdn", "model.num_layers=2", "model.chrono_steps=32"),
     ),
+    Variant(
+        "sweep2-skip",
+        "pdn (sweep, L=2, low-level skip from stage 2)",
+        ("model.arch=pdn", "model.num_layers=2", "model.low_level_stage=1"),
+    ),
+    Variant(
+        "aspp-skip",
+        "aspp (low-level skip from stage 2)",
+        ("model.arch=aspp", "model.low_level_stage=1"),
+    ),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 

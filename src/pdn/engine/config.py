@@ -36,6 +36,8 @@ class ModelConfig:
     output_stride: int = 8  # 8 | 16 | 32
     backbone_weights: str | None = None  # None | file or URL of a state dict | "imagenet"
     aux: bool = True  # auxiliary FCN head on stage 3 (training loss only)
+    low_level_stage: int | None = None  # earlier backbone stage joined to the head's input
+    low_level_channels: int = 48  # that skip's width after its 1x1 projection
     channels: int | None = None  # head width (default min(512, backbone width))
     dropout: float | None = None  # before the classifier (default 0.1)
     num_layers: int | None = None  # pdn: diffusion layers (default 2)
@@ -357,6 +359,8 @@ def _optional_checks(cfg: DictConfig) -> list[tuple[str, bool, str]]:
         ("model.bins", model.bins, lambda v: len(v) > 0 and min(v) >= 1, "must be >= 1 each"),
         ("model.forget_bias", model.forget_bias, math.isfinite, "must be a finite number"),
         ("model.chrono_steps", model.chrono_steps, lambda v: v >= 3, "must be at least 3"),
+        ("model.low_level_stage", model.low_level_stage, lambda v: v >= 0, "must be at least 0"),
+        ("model.low_level_channels", model.low_level_channels, lambda v: v >= 1, "must be >= 1"),
         ("eval.crop_size", evaluation.crop_size, lambda v: v >= 32, "must be at least 32"),
         ("eval.stride", evaluation.stride, lambda v: v >= 1, "must be at least 1"),
     ]

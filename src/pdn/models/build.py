@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..registry import Registry, close_matches_hint
 from .backbones import build_backbone
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
-from .segmentor import SegmentationModel
+from .segmentor import LowLevelSkip, SegmentationModel
 
 HeadBuilder = Callable[..., nn.Module]
 ARCHITECTURES: Registry[HeadBuilder] = Registry("architecture")
@@ -71,6 +71,8 @@ def build_model(
     output_stride: int = 8,
     backbone_weights: str | None = None,
     aux: bool = True,
+    low_level_stage: int | None = None,
+    low_level_channels: int = 48,
     **options: Any,
 ) -> SegmentationModel:
     """Build a segmentation network.
@@ -83,6 +85,9 @@ def build_model(
         backbone_weights: ``None``, a path or URL of a backbone state dict, or ``"imagenet"`` where the
             backbone has packaged weights.
         aux: add the auxiliary FCN head on stage 3 (used by :meth:`SegmentationModel.forward_train`).
+        low_level_stage: index of an earlier backbone stage (``0`` .. stages - 2) whose map joins
+            the last one at the head's input through a :class:`LowLevelSkip`; ``None``: off.
+        low_level_channels: the skip's width after its 1x1 projection.
         **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
             for every arch; for ``pdn``: ``num_layers`` (2), ``hidden`` (``channels // 4``),
             ``directions``, ``rates`` ((1, 2, 4)), ``kernel_size`` (3), ``mode`` (``"sweep"`` or
@@ -102,9 +107,11 @@ def build_model(
                 f"unknown option {key!r} for arch {arch!r}{hint} (known: {', '.join(allowed)})"
             )
     features = build_backbone(backbone, output_stride=output_stride, weights=backbone_weights)
+    low_level = _low_level_skip(features.channels, low_level_stage, low_level_channels)
     in_ch = features.channels[-1]
     options.setdefault("channels", min(512, in_ch))
-    head = head_builder(in_ch, num_classes, output_stride=output_stride, **options)
+    head_in = in_ch + (low_level_channels if low_level is not None else 0)
+    head = head_builder(head_in, num_classes, output_stride=output_stride, **options)
     aux_head = None
     if aux:
         aux_in = features.channels[-2]
@@ -115,8 +122,29 @@ def build_model(
         "backbone": backbone,
         "output_stride": int(output_stride),
         "aux": bool(aux),
+        "low_level_stage": low_level_stage,
+        "low_level_channels": int(low_level_channels),
         **{key: _json_ready(value) for key, value in options.items()},
     }
     return SegmentationModel(
-        features, head, aux_head, num_classes=int(num_classes), model_config=model_config
+        features,
+        head,
+        aux_head,
+        num_classes=int(num_classes),
+        model_config=model_config,
+        low_level=low_level,
     )
+
+
+def _low_level_skip(channels: list[int], stage: int | None, width: int) -> LowLevelSkip | None:
+    """The skip from backbone stage ``stage`` (``None``: none), after checking the index."""
+    if stage is None:
+        return None
+    last = len(channels) - 1
+    if not 0 <= int(stage) < last:
+        raise ConfigError(
+            f"low_level_stage must be an earlier backbone stage, 0 to {last - 1}, got {stage}"
+        )
+    if int(width) < 1:
+        raise ConfigError(f"low_level_channels must be at least 1, got {width}")
+    return LowLevelSkip(int(stage), channels[int(stage)], int(width))

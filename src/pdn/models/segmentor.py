@@ -1,4 +1,5 @@
-"""The full segmentation network: backbone -> decode head (+ auxiliary FCN head) -> upsampling."""
+"""The full segmentation network: backbone (+ low-level skip) -> decode head (+ auxiliary FCN
+head) -> upsampling."""
 
 from typing import Any
 
@@ -10,8 +11,36 @@ from ..vocabulary import MIN_INPUT_SIZE
 from .backbones import Backbone, Normalization
 
 
+class LowLevelSkip(nn.Module):
+    """An earlier backbone stage beside the last one, at the decode head's input.
+
+    A 1x1 conv-BN-ReLU projects stage ``stage``'s map ``(B, C_s, H_s, W_s)`` to ``channels`` and
+    resizes it (bilinear) to the last stage's ``(h, w)``; the result is concatenated to the last
+    stage's map, so the head sees ``(B, C_last + channels, h, w)``. It keeps features the
+    last stage may drop because no local loss needs them (a context cue's colour: see
+    docs/diagnostics.md) within the head's reach, for every head alike.
+    """
+
+    def __init__(self, stage: int, in_ch: int, channels: int):
+        super().__init__()
+        self.stage = stage
+        self.project = nn.Sequential(
+            nn.Conv2d(in_ch, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        last = features[-1]
+        low = self.project(features[self.stage])
+        if low.shape[-2:] != last.shape[-2:]:
+            low = F.interpolate(low, size=last.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([last, low], dim=1)
+
+
 class SegmentationModel(nn.Module):
-    """Backbone, decode head on the last stage, optional auxiliary head on stage 3.
+    """Backbone, decode head on the last stage (beside an earlier one with a
+    :class:`LowLevelSkip`), optional auxiliary head on stage 3.
 
     ``model(x)``: normalised images ``(B, 3, H, W)`` -> logits ``(B, num_classes, H, W)`` at the input
     size, for any ``H, W >= 32``, in train and eval mode. :meth:`forward_train` also returns the
@@ -27,9 +56,11 @@ class SegmentationModel(nn.Module):
         *,
         num_classes: int,
         model_config: dict[str, Any],
+        low_level: LowLevelSkip | None = None,
     ):
         super().__init__()
         self.backbone = backbone
+        self.low_level = low_level
         self.decode_head = decode_head
         self.aux_head = aux_head
         self.num_classes = num_classes
@@ -51,10 +82,15 @@ class SegmentationModel(nn.Module):
                 + str(list(x.shape[-2:]))
             )
 
+    def _head_input(self, features: list[torch.Tensor]) -> torch.Tensor:
+        if self.low_level is not None:
+            return self.low_level(features)
+        return features[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         features = self.backbone(x)
-        logits = self.decode_head(features[-1])
+        logits = self.decode_head(self._head_input(features))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     @torch.jit.export
@@ -64,7 +100,10 @@ class SegmentationModel(nn.Module):
         features = self.backbone(x)
         size = x.shape[-2:]
         logits = F.interpolate(
-            self.decode_head(features[-1]), size=size, mode="bilinear", align_corners=False
+            self.decode_head(self._head_input(features)),
+            size=size,
+            mode="bilinear",
+            align_corners=False,
         )
         aux: torch.Tensor | None = None
         if self.aux_head is not None:
