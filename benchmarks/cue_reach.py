@@ -16,8 +16,8 @@ it rebuilds ``--scenes`` scenes of the split from the checkpoint's data options 
   propagate along its sweep;
 - ``colour``: how much each stage's activations change when the whole cue is repainted in each of
   the 4 colours (the rest of the scene unchanged): the mean over colour pairs of
-  ``|f_a - f_b| / |f|`` per site, at cue sites for the backbone's last map and the head's
-  ``reduce`` output (does the cue's colour survive into the features the head diffuses?), and at
+  ``|f_a - f_b| / |f|`` per site, at cue sites for each backbone stage's map (``stage0`` ..
+  ``stage3``; the last is what the head reads) and the head's ``reduce`` output (does the cue's colour survive into the features the head diffuses?), and at
   object sites for the diffusion stack's output and the logits (does it arrive?).
 """
 
@@ -77,7 +77,11 @@ def colour_separation(segmenter: Segmenter, dataset, scenes: int) -> dict[str, f
     model = segmenter.model
     head = model.decode_head
     captured: dict[str, torch.Tensor] = {}
-    hooks = [model.backbone.register_forward_hook(lambda m, i, o: captured.update(backbone=o[-1]))]
+    hooks = [
+        model.backbone.register_forward_hook(
+            lambda m, i, o: captured.update({f"stage{k}": v for k, v in enumerate(o)})
+        )
+    ]
     if hasattr(head, "reduce"):
         hooks.append(head.reduce.register_forward_hook(lambda m, i, o: captured.update(reduce=o)))
     if hasattr(head, "diffusion"):
@@ -98,7 +102,7 @@ def colour_separation(segmenter: Segmenter, dataset, scenes: int) -> dict[str, f
             cue = torch.from_numpy(cue_mask(layout))
             for stage in stages[0]:
                 h, w = stages[0][stage].shape[-2:]
-                where = cue if stage in ("backbone", "reduce") else objects
+                where = cue if stage.startswith("stage") or stage == "reduce" else objects
                 sites = F.adaptive_max_pool2d(where[None, None].float(), (h, w))[0, 0] > 0
                 values = [s[stage][0][:, sites] for s in stages]  # (C, sites)
                 scale = torch.stack([v.norm(dim=0) for v in values]).mean(0).clamp_min(1e-12)
