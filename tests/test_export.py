@@ -76,17 +76,42 @@ def test_onnx_round_trip_matches_the_model(saved, tmp_path):
 
 
 def test_onnx_dynamic_axes(saved, tmp_path):
+    """Every exported head, the sweep's loop over slices included, takes other batches and sizes
+    (square and not, odd feature sizes) than the one it was traced at."""
     checkpoint, model = saved
     out = tmp_path / "dynamic.onnx"
     result = export_checkpoint(checkpoint, out, format="onnx", size=(64, 48), dynamic=True)
-    fixed = size_specific(model) is not None
-    assert result.dynamic_axes == (["batch"] if fixed else ["batch", "height", "width"])
-    assert bool(result.notes) == fixed
-    shape = (3, 3, 64, 48) if fixed else (2, 3, 40, 72)
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        expected = model(x).numpy()
-    np.testing.assert_allclose(_onnx_logits(out, x), expected, atol=1e-4, rtol=0)
+    assert result.dynamic_axes == ["batch", "height", "width"] and not result.notes
+    for shape in [(2, 3, 40, 72), (1, 3, 96, 96), (3, 3, 33, 57)]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            expected = model(x).numpy()
+        np.testing.assert_allclose(_onnx_logits(out, x), expected, atol=1e-4, rtol=0)
+
+
+def test_onnx_without_dynamic_fits_the_export_size_only(tmp_path):
+    model = _model("pdn", {})
+    checkpoint = ck.save_checkpoint(
+        tmp_path / "pdn.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
+    )
+    out = tmp_path / "fixed.onnx"
+    export_checkpoint(checkpoint, out, format="onnx", size=(64, 48))
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        _onnx_logits(out, torch.randn(1, 3, 40, 72))
+
+
+def test_dynamic_onnx_is_refused_for_ppm_with_the_reason(tmp_path):
+    model = _model("ppm", {})
+    assert size_specific(model) is not None
+    checkpoint = ck.save_checkpoint(
+        tmp_path / "ppm.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
+    )
+    out = tmp_path / "ppm.onnx"
+    with pytest.raises(ExportError, match="--dynamic is not possible.*pooling") as error:
+        export_checkpoint(checkpoint, out, format="onnx", size=(48, 48), dynamic=True)
+    assert "\n" not in str(error.value) and not out.exists()
+    result = export_checkpoint(checkpoint, out, format="onnx", size=(48, 48))
+    assert result.notes and "48x48 inputs only" in result.notes[0]
 
 
 def test_torchscript_round_trip_is_size_generic(saved, tmp_path):

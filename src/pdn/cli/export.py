@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar=("H", "W"),
         default=None,
-        help="example input size; a PDN with sweep diffusion (and PPM) exported to ONNX only "
-        "accepts this size (default: the checkpoint's crop size, else 512 512)",
+        help="example input size; without --dynamic the ONNX graph accepts this size only "
+        "(default: the checkpoint's crop size, else 512 512)",
     )
     parser.add_argument(
         "--opset", type=int, default=17, metavar="N", help="ONNX opset version (default: 17)"
@@ -46,8 +46,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dynamic",
         action="store_true",
-        help="ONNX: dynamic batch axis, and dynamic height and width where the model allows "
-        "(layerwise PDN, FCN, ASPP); TorchScript from torch.jit.script is always size-generic",
+        help="ONNX: any batch, height and width (>= 32), verified at a second size; refused "
+        "for ppm, whose pooling windows fit one size. TorchScript is always size-generic",
     )
     parser.add_argument(
         "--tolerance",

@@ -11,15 +11,14 @@ names, palette and model config travel with the file as metadata:
   (``torch.jit.load(path, _extra_files={"pdn.json": ""})``).
 
 How: ONNX uses ``torch.onnx.export`` with the TorchScript-based exporter (``dynamo=False``) on a
-traced model. The ``sweep`` diffusion runs a Python loop over rows and columns, which tracing
-unrolls for the export size, and PPM's adaptive pooling becomes fixed pooling windows, so such
-graphs are valid for that height and width only; with ``dynamic=True`` their batch axis is still
-dynamic. The other models (``layerwise`` PDN, FCN, ASPP) get dynamic height and width too,
-verified at a second size. TorchScript uses ``torch.jit.script`` (size-generic), falling back to
-``torch.jit.trace`` (fixed size) if scripting fails; recent PyTorch releases mark TorchScript as
-deprecated (it still works; ONNX is the format to prefer). Every export is written to a temporary
-file, run on random inputs and compared with the eager model; only a file within ``tolerance``
-replaces the output path.
+traced model. The ``sweep`` diffusion's loop over rows and columns is kept as a loop while
+tracing (an ONNX ``Loop``; see ``models/diffusion.py``), so with ``dynamic=True`` every model but
+PPM takes any batch, height and width >= 32, verified at a second size. PPM's adaptive pooling
+becomes fixed pooling windows, valid at the export size only, so ``dynamic=True`` is refused for
+it. TorchScript uses ``torch.jit.script`` (size-generic), falling back to ``torch.jit.trace``
+if scripting fails; recent PyTorch releases mark TorchScript as deprecated (it still works; ONNX
+is the format to prefer). Every export is written to a temporary file, run on random inputs and
+compared with the eager model; only a file within ``tolerance`` replaces the output path.
 """
 
 from __future__ import annotations
@@ -162,13 +161,10 @@ def _require(name: str) -> Any:
 def size_specific(model: nn.Module) -> str | None:
     """Why a traced ONNX graph of ``model`` only fits the traced height and width, or None.
 
-    ``sweep`` diffusion layers loop over rows and columns (the loop is unrolled); PPM's adaptive
-    pooling with bins > 1 is exported as fixed pooling kernels.
+    PPM's adaptive pooling is exported as fixed pooling windows (ONNX has no adaptive pooling).
     """
-    from ..models import DiffusionLayer, PPMHead
+    from ..models import PPMHead
 
-    if any(isinstance(m, DiffusionLayer) and m.mode == "sweep" for m in model.modules()):
-        return "the sweep diffusion's loop over rows and columns is unrolled at export"
     if any(isinstance(m, PPMHead) for m in model.modules()):
         return "ppm's adaptive pooling is exported as fixed pooling windows"
     return None
@@ -275,10 +271,11 @@ def export_onnx(
     Args:
         model: ``(B, 3, H, W) -> (B, K, H, W)``.
         path: the ``.onnx`` file to write.
-        size: ``(H, W)`` of the example input used for tracing (and the only valid size for a
-            ``sweep`` PDN).
+        size: ``(H, W)`` of the example input used for tracing (the only valid size unless
+            ``dynamic``).
         opset: ONNX opset version.
-        dynamic: make the batch axis dynamic, and height and width too where the model allows.
+        dynamic: make the batch, height and width axes dynamic (refused for PPM, whose pooling
+            windows depend on the size).
         metadata: string key/values stored in ``metadata_props``.
         tolerance: largest accepted ``|onnxruntime - eager|``.
 
@@ -290,15 +287,17 @@ def export_onnx(
     path = Path(path)
     model = model.cpu().eval()
     fixed_because = size_specific(model)
-    spatial = dynamic and fixed_because is None
-    axes = (["batch"] + (["height", "width"] if spatial else [])) if dynamic else []
+    if dynamic and fixed_because is not None:
+        raise ExportError(
+            f"--dynamic is not possible for this model: {fixed_because}, so the graph fits one "
+            "input size; export without --dynamic at the size you need (--size H W)"
+        )
+    spatial = dynamic
+    axes = ["batch", "height", "width"] if dynamic else []
     notes = []
     if fixed_because is not None:
-        notes.append(
-            f"the graph is valid for {size[0]}x{size[1]} inputs only: {fixed_because}"
-            + ("; the batch axis is dynamic" if dynamic else "")
-        )
-    dims = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
+        notes.append(f"the graph is valid for {size[0]}x{size[1]} inputs only: {fixed_because}")
+    dims = {0: "batch", 2: "height", 3: "width"}
     dynamic_axes = {"image": dims, "logits": dims} if dynamic else None
     example = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()

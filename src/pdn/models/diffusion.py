@@ -90,6 +90,32 @@ def _lstm_update(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> St
     return output * torch.tanh(cell), cell
 
 
+@torch.jit.script_if_tracing
+def _traced_sweep_loop(
+    steps: torch.Tensor, kernel: torch.Tensor, pad: int, count: int
+) -> torch.Tensor:
+    """The sweep's loop over slices in a form a trace keeps as a loop (an ONNX ``Loop``), so an
+    exported graph takes any height and width; :meth:`DiffusionLayer._sweep` uses it only while
+    tracing. The same arithmetic as the eager loop, which skips the zero first recurrent term.
+
+    ``steps``: ``(S, B, count * 4 * hidden, L)`` input-to-state gates per slice; ``kernel``: the
+    grouped ``conv1d`` weight of :meth:`DiffusionLayer._recurrent_kernel`. Returns the hidden
+    states ``(S, B, count, hidden, L)``.
+    """
+    num_steps, batch, width, length = steps.shape
+    hidden = width // (4 * count)
+    h = steps.new_zeros(batch, count * hidden, length)
+    cell = steps.new_zeros(batch, count, hidden, length)
+    outputs: list[torch.Tensor] = []
+    for s in range(num_steps):
+        recurrent = F.conv1d(h, kernel, padding=pad, groups=count)
+        g = (steps[s] + recurrent).view(batch, count, 4 * hidden, length)
+        h4, cell = _lstm_update(g, cell, 2)
+        h = h4.reshape(batch, count * hidden, length)
+        outputs.append(h4)
+    return torch.stack(outputs, 0)
+
+
 class DiffusionLayer(nn.Module):
     """One information-diffusion layer: ``(B, C, H, W) -> (B, C, H, W)``.
 
@@ -261,7 +287,7 @@ class DiffusionLayer(nn.Module):
         """
         batch, _, height, width = x.shape
         gates = self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
-        if height == width:
+        if height == width and not torch.jit.is_tracing():  # a trace must fit every shape
             groups = [self.vertical + self.horizontal]
         else:
             groups = [self.vertical, self.horizontal]
@@ -329,6 +355,26 @@ class DiffusionLayer(nn.Module):
         steps = steps.view(num_steps, batch, count * 4 * self.hidden, length)
         if self.recurrence not in ["auto", "conv1d", "gather"]:
             raise ValueError(f"recurrence must be auto, conv1d or gather, got {self.recurrence}")
+        if torch.jit.is_tracing():
+            loop = _traced_sweep_loop(steps, self._recurrent_kernel(streams), self.pad, count)
+            states = loop.permute(1, 2, 3, 0, 4)
+        else:
+            states = self._eager_sweep_loop(steps, streams)
+        result: list[torch.Tensor] = []
+        for k, stream in enumerate(streams):
+            state = states[:, k]
+            if self.reverse[stream]:
+                state = state.flip(2)
+            if stream in self.horizontal:
+                state = state.transpose(2, 3)
+            result.append(state)
+        return result
+
+    def _eager_sweep_loop(self, steps: torch.Tensor, streams: list[int]) -> torch.Tensor:
+        """The loop over slices: ``(S, B, D_group * 4 * hidden, L)`` gates -> hidden states
+        ``(B, D_group, hidden, S, L)``."""
+        num_steps, batch, _, length = steps.shape
+        count = len(streams)
         # Training keeps conv1d: autograd would save the gathered taps, 7x the states, per step.
         inference = steps.is_cuda and not steps.requires_grad
         gather = self.recurrence == "gather" or (self.recurrence == "auto" and inference)
@@ -348,16 +394,7 @@ class DiffusionLayer(nn.Module):
             h4, cell = _lstm_update(g, cell, dim=2)  # (B, D_group, hidden, L)
             h = h4.reshape(batch, count * self.hidden, length)
             outputs.append(h4)
-        states = torch.stack(outputs, 3)  # (B, D_group, hidden, S, L)
-        result: list[torch.Tensor] = []
-        for k, stream in enumerate(streams):
-            state = states[:, k]
-            if self.reverse[stream]:
-                state = state.flip(2)
-            if stream in self.horizontal:
-                state = state.transpose(2, 3)
-            result.append(state)
-        return result
+        return torch.stack(outputs, 3)
 
     def layerwise_states(self, x: torch.Tensor, state: State | None) -> State:
         """``layerwise`` update: ``(B, C, H, W)`` and the previous ``(h, c)`` -> this layer's ``(h, c)``.
