@@ -92,6 +92,13 @@ TASKS: dict[str, Task] = {
         "128 px away, beyond fcn's 107 px reach; a summary of the whole image leaves 8 candidate "
         "colours), test split (200 scenes); a local model's ceiling is mIoU 0.314",
     ),
+    "paths": Task(
+        "paths",
+        ("data.val_split=test", "train.eval_interval=0"),
+        "paths benchmark, 128x128 scenes, 4 objects each joined to its cue by a winding path of "
+        "its own (2 waypoints), test split (200 scenes); reading the nearest, the in-line or any "
+        "other single cue: mIoU 0.314, the scene's most frequent cue colour: 0.49",
+    ),
     "nuclei": Task(
         "nuclei",
         ("train.eval_interval=0",),
