@@ -295,3 +295,20 @@ def test_a_resnet_from_scratch_with_the_sgd_recipe_is_warned_about(tmp_path, cap
     assert f"run directory: {tmp_path / 'run'} (config.yaml, last.pt, log.jsonl)" in captured.out
     assert "warning: the resnet18 backbone starts from scratch" in err
     assert "model.backbone_weights" in err
+
+
+def test_a_frozen_backbone_keeps_its_weights_while_the_head_learns(tmp_path):
+    """``train.backbone_frozen_iters=2``: at step 2 the backbone's weights are its initialisation
+    bit for bit while the head's have moved; from step 3 on the backbone trains too."""
+    frozen = ["train.backbone_frozen_iters=2", "train.checkpoint_interval=2"]
+    assert _train(tmp_path, *frozen, "train.keep_checkpoints=true", "model.aux=false") == 0
+    torch.manual_seed(0)  # as the trainer does with train.seed=0 before building the model
+    initial = build_model("pdn", 5, backbone="tiny", aux=False, channels=16).state_dict()
+    at_2 = ck.load_checkpoint(tmp_path / "run" / "iter_2.pt")["model"]
+    at_4 = ck.load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    backbone = [k for k in initial if k.startswith("backbone.") and k.endswith(".weight")]
+    head = [k for k in initial if k.startswith("decode_head.") and k.endswith(".weight")]
+    assert backbone and head
+    assert all(torch.equal(at_2[k], initial[k]) for k in backbone)
+    assert any(not torch.equal(at_2[k], initial[k]) for k in head)
+    assert any(not torch.equal(at_4[k], initial[k]) for k in backbone)

@@ -159,6 +159,16 @@ VARIANTS: tuple[Variant, ...] = (
         "aspp (low-level skip from stage 2)",
         ("model.arch=aspp", "model.low_level_stage=1"),
     ),
+    Variant(
+        "sweep2-frozen1000",
+        "pdn (sweep, L=2, backbone frozen for the first 1,000 iterations)",
+        ("model.arch=pdn", "model.num_layers=2", "train.backbone_frozen_iters=1000"),
+    ),
+    Variant(
+        "aspp-frozen1000",
+        "aspp (backbone frozen for the first 1,000 iterations)",
+        ("model.arch=aspp", "train.backbone_frozen_iters=1000"),
+    ),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 

@@ -82,6 +82,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd (the recipe) | adamw (for networks trained from scratch)
     lr: float = 0.01  # backbone learning rate; new layers get lr * head_lr_mult
     head_lr_mult: float = 10.0
+    backbone_frozen_iters: int = 0  # backbone lr 0 for the first N steps (new layers learn first)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4  # sgd: L2 penalty; adamw: decoupled decay
     poly_power: float = 0.9  # lr = base * (1 - iter / iters) ** poly_power
@@ -309,6 +310,7 @@ def validate(cfg: DictConfig) -> None:
             "must be [low, high] with 0 < low <= high",
         ),
         ("train.head_lr_mult", cfg.train.head_lr_mult > 0, "must be positive"),
+        ("train.backbone_frozen_iters", cfg.train.backbone_frozen_iters >= 0, "must be >= 0"),
         ("train.momentum", 0 <= cfg.train.momentum < 1, "must be in [0, 1)"),
         ("train.weight_decay", cfg.train.weight_decay >= 0, "must be >= 0"),
         ("train.poly_power", cfg.train.poly_power >= 0, "must be >= 0"),

@@ -205,6 +205,18 @@ def poly_schedule(total: int, power: float) -> Callable[[int], float]:
     return factor
 
 
+def group_schedules(tcfg: DictConfig) -> list[Callable[[int], float]]:
+    """The lr factor of each :func:`param_groups` group (backbone, head): poly decay, and 0 for
+    the backbone during its first ``train.backbone_frozen_iters`` steps."""
+    poly = poly_schedule(tcfg.iters, tcfg.poly_power)
+    frozen = int(tcfg.backbone_frozen_iters)
+
+    def backbone(step: int) -> float:
+        return 0.0 if step < frozen else poly(step)
+
+    return [backbone, poly]
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -389,9 +401,7 @@ class _Run:
             torch.backends.cudnn.benchmark = True
         self.forward = distributed.prepare_model(_TrainForward(self.model), context)
         self.optimizer = build_optimizer(self.model, tcfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, poly_schedule(tcfg.iters, tcfg.poly_power)
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, group_schedules(tcfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start = 0
         self.best_miou = -math.inf
@@ -441,8 +451,13 @@ class _Run:
             f"{len(self.train_set)} samples"
             + (f", {data.val_split} {len(self.val_set)}" if self.val_set is not None else "")
             + f"; crop {data.crop_size}, batch {tcfg.batch_size} x {ctx.world_size} process(es)",
-            f"  recipe: {tcfg.optimizer} lr {tcfg.lr:g} (head x{tcfg.head_lr_mult:g}), "
-            f"{tcfg.iters} iterations; device {ctx.device}"
+            f"  recipe: {tcfg.optimizer} lr {tcfg.lr:g} (head x{tcfg.head_lr_mult:g}"
+            + (
+                f"; backbone frozen for {tcfg.backbone_frozen_iters}"
+                if tcfg.backbone_frozen_iters
+                else ""
+            )
+            + f"), {tcfg.iters} iterations; device {ctx.device}"
             + (f", {torch.get_num_threads()} threads" if ctx.device.type == "cpu" else "")
             + f", precision {'fp16 autocast' if self.use_amp else 'fp32'}; run directory "
             f"{self.run_dir}",
