@@ -99,6 +99,12 @@ TASKS: dict[str, Task] = {
         "its own (2 waypoints), test split (200 scenes); reading the nearest, the in-line or any "
         "other single cue: mIoU 0.314, the scene's most frequent cue colour: 0.49",
     ),
+    "fashion": Task(
+        "fashion_scenes",
+        ("data.val_split=test", "train.eval_interval=0"),
+        "fashion_scenes, 256x256 canvases of 2-4 real Fashion-MNIST garments (32-144 px), 11 "
+        "classes, test split (200 scenes from the second half of the test photos)",
+    ),
     "nuclei": Task(
         "nuclei",
         ("train.eval_interval=0",),
