@@ -60,6 +60,7 @@ from .config import (
     to_plain,
 )
 from .explain import CueProbe
+from .loaders import ignore_signals_in_worker, loader_iteration
 from .logging import Progress, ScalarLog
 
 
@@ -119,37 +120,6 @@ class _TrainForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.model.forward_train(x)
-
-
-def _ignore_signals_in_worker(_: int) -> None:
-    """DataLoader workers leave SIGINT / SIGTERM to the main process, which saves and stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-@contextmanager
-def _batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
-    """Iterate ``loader`` and always stop its worker processes on the way out.
-
-    Without this, an error in a worker reached the main process, but the iterator stayed alive
-    in the traceback's frames and at exit ``multiprocessing`` waited forever to join workers that
-    ignore SIGTERM. A :class:`PdnError` raised in a worker comes back with torch's "Caught ... in
-    DataLoader worker" preamble and the worker's traceback; it is re-raised as its own one line.
-    """
-    iterator = iter(loader)
-    try:
-        yield iterator
-    except PdnError as error:
-        lines = str(error).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
-            last = lines[-1]
-            prefix = f"{type(error).__module__}.{type(error).__name__}: "
-            raise type(error)(last.removeprefix(prefix)) from None
-        raise
-    finally:
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
 
 
 def training_loss(
@@ -229,7 +199,7 @@ def evaluate(
         batch_size=1,
         num_workers=num_workers,
         generator=torch.Generator(),
-        worker_init_fn=_ignore_signals_in_worker,
+        worker_init_fn=ignore_signals_in_worker,
     )
     metric = SegmentationMetric(
         dataset.num_classes,
@@ -237,7 +207,7 @@ def evaluate(
         class_names=list(dataset.classes),
         device=context.device,
     )
-    with _batches(loader) as batches:
+    with loader_iteration(loader) as batches:
         for image, mask in batches:
             with _autocast(context.device, amp):
                 logits = model(image.to(context.device))
@@ -579,7 +549,7 @@ class _Run:
             num_workers=self.cfg.data.num_workers,
             pin_memory=ctx.device.type == "cuda",
             generator=torch.Generator(),  # keeps the global RNG untouched (resume identity)
-            worker_init_fn=_ignore_signals_in_worker,
+            worker_init_fn=ignore_signals_in_worker,
             persistent_workers=False,
         )
 
@@ -597,7 +567,7 @@ class _Run:
         window: list[list[float]] = []
         iteration = self.start
         try:
-            with _StopRequest() as stop, _batches(self._loader()) as batches:
+            with _StopRequest() as stop, loader_iteration(self._loader()) as batches:
                 _set_train_mode(self.forward, tcfg.freeze_bn)
                 for images, masks in batches:
                     losses, signalled = self._step(images, masks, stop, iteration)
