@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CheckpointError, ConfigError, DataError, PdnError
-from ..metrics import SegmentationMetric, SegmentationResult
+from ..metrics import SegmentationResult
 from ..vocabulary import IGNORE_INDEX, MIN_INPUT_SIZE
 from . import distributed, seeding
 from .checkpoint import (
@@ -59,7 +59,9 @@ from .config import (
     save_config,
     to_plain,
 )
+from .evaluate import evaluate_dataset
 from .explain import CueProbe
+from .inference import InferenceOptions
 from .loaders import ignore_signals_in_worker, loader_iteration
 from .logging import Progress, ScalarLog
 
@@ -94,21 +96,6 @@ class TrainSamples(Dataset):
         return self.transform(
             image, mask, generator=seeding.sample_generator(self.seed, epoch, index)
         )
-
-
-class EvalSamples(Dataset):
-    """This rank's share (every ``world_size``-th image) of a dataset, with the eval transform."""
-
-    def __init__(self, dataset: Any, transform: Any, rank: int = 0, world_size: int = 1):
-        self.dataset, self.transform = dataset, transform
-        self.indices = list(range(rank, len(dataset), world_size))
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.dataset[self.indices[i]]
-        return self.transform(image, mask)
 
 
 class _TrainForward(nn.Module):
@@ -173,52 +160,6 @@ def poly_schedule(total: int, power: float) -> Callable[[int], float]:
         return (1.0 - min(step, total) / total) ** power
 
     return factor
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    dataset: Any,
-    transform: Any,
-    *,
-    context: distributed.Context | None = None,
-    num_workers: int = 0,
-    amp: bool = False,
-) -> SegmentationResult:
-    """Whole-image evaluation: ``model(image)``, logits resized to the label size, one confusion matrix.
-
-    Each rank evaluates every ``world_size``-th image; the matrices are summed over ranks.
-    (Sliding-window and multi-scale evaluation are in :mod:`pdn.engine.inference`.)
-    """
-    context = context or distributed.Context(0, 1, 0, next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    samples = EvalSamples(dataset, transform, context.rank, context.world_size)
-    loader = DataLoader(
-        samples,
-        batch_size=1,
-        num_workers=num_workers,
-        generator=torch.Generator(),
-        worker_init_fn=ignore_signals_in_worker,
-    )
-    metric = SegmentationMetric(
-        dataset.num_classes,
-        ignore_index=dataset.ignore_index,
-        class_names=list(dataset.classes),
-        device=context.device,
-    )
-    with loader_iteration(loader) as batches:
-        for image, mask in batches:
-            with _autocast(context.device, amp):
-                logits = model(image.to(context.device))
-            if logits.shape[-2:] != mask.shape[-2:]:  # eval_resize: score at the label's size
-                logits = F.interpolate(
-                    logits.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False
-                )
-            metric.update(logits.argmax(dim=1), mask.to(context.device))
-    metric.all_reduce()
-    model.train(was_training)
-    return metric.compute()
 
 
 @contextmanager
@@ -355,6 +296,10 @@ class _Run:
         )
 
         self.use_amp = bool(tcfg.amp) and context.device.type == "cuda"
+        # the periodic and final evaluation: whole image at one scale, scored at the mask's size
+        self.eval_options = InferenceOptions(
+            short_side=data.eval_resize, precision="fp16" if self.use_amp else "fp32"
+        )
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward = distributed.prepare_model(_TrainForward(self.model), context)
@@ -511,13 +456,16 @@ class _Run:
     ) -> SegmentationResult | None:
         if self.val_set is None:
             return None
-        result = evaluate(
+        result = evaluate_dataset(
             self.model,
             self.val_set,
-            self.eval_transform,
+            num_classes=self.val_set.num_classes,
+            options=self.eval_options,
+            class_names=list(self.val_set.classes),
+            ignore_index=self.val_set.ignore_index,
             context=self.context,
             num_workers=self.cfg.data.num_workers,
-            amp=self.use_amp,
+            progress=False,
         )
         self.last_metrics = _metrics_record(result, iteration)
         summary = {k: getattr(result, k) for k in ("mIoU", "mAcc", "aAcc", "fwIoU")}
@@ -756,7 +704,6 @@ __all__ = [
     "TrainingDiverged",
     "build_optimizer",
     "default_run_dir",
-    "evaluate",
     "param_groups",
     "poly_schedule",
     "prepare_run",
