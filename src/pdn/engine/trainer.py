@@ -289,10 +289,12 @@ class _Run:
             jitter=data.jitter,
             rotation=data.rotation,
         )
-        self.eval_transform = eval_transforms(self.model.normalization, resize=data.eval_resize)
-        # On the context benchmark, log how much of an object's decision comes from its cue.
+        # On the context benchmark, log how much of an object's decision comes from its cue. The
+        # scenes keep their size (no data.eval_resize): their masks and cues pick the pixels.
         self.cue_probe = (
-            CueProbe.from_dataset(self.train_set, self.eval_transform) if context.is_main else None
+            CueProbe.from_dataset(self.train_set, eval_transforms(self.model.normalization))
+            if context.is_main
+            else None
         )
 
         self.use_amp = bool(tcfg.amp) and context.device.type == "cuda"
