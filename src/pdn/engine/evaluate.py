@@ -192,22 +192,13 @@ def evaluate_checkpoint(
         progress: show a tqdm bar on stderr.
         compile_mode: ``torch.compile`` the model with this mode (:func:`prepare_model`).
     """
-    from ..data import build_dataset
-
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     config = resolve_config(ckpt.get("config"), overrides)
     options = InferenceOptions.from_config(config).override(**dict(inference or {}))
     data = config["data"]
-    dataset = build_dataset(
-        data["name"], root=data.get("root"), split=data["val_split"], **(data.get("options") or {})
-    )
     classes = list(ckpt["classes"])
-    if len(dataset.classes) != len(classes):
-        raise CheckpointError(
-            f"the checkpoint predicts {len(classes)} classes, dataset {data['name']!r} has "
-            f"{len(dataset.classes)}"
-        )
+    dataset = _validation_set(data, classes)
     model = prepare_model(
         model_from_checkpoint(ckpt), channels_last=options.channels_last, compile_mode=compile_mode
     )
@@ -223,21 +214,52 @@ def evaluate_checkpoint(
         num_workers=int(data.get("num_workers") or 0),
         progress=progress,
     )
+    extra = _report_header(checkpoint, ckpt.get("iteration"), data, len(dataset), options)
+    files = write_report(result, out_dir or checkpoint.parent / "eval", extra)
+    return EvalOutcome(result, files, options, _describe_dataset(data, len(dataset)))
+
+
+def _validation_set(data: Mapping[str, Any], classes: Sequence[str]) -> Dataset:
+    """The ``data.val_split`` of the config's dataset; refused when its class count is not the
+    checkpoint's."""
+    from ..data import build_dataset
+
+    dataset = build_dataset(
+        data["name"], root=data.get("root"), split=data["val_split"], **(data.get("options") or {})
+    )
+    if len(dataset.classes) != len(classes):
+        raise CheckpointError(
+            f"the checkpoint predicts {len(classes)} classes, dataset {data['name']!r} has "
+            f"{len(dataset.classes)}"
+        )
+    return dataset
+
+
+def _describe_dataset(data: Mapping[str, Any], images: int) -> str:
+    """``folder (split val, 12 images) at /data/person_part``."""
     where = f" at {data['root']}" if data.get("root") else ""
-    description = f"{data['name']} (split {data['val_split']}, {len(dataset)} images){where}"
-    extra = {
+    return f"{data['name']} (split {data['val_split']}, {images} images){where}"
+
+
+def _report_header(
+    checkpoint: Path,
+    iteration: int | None,
+    data: Mapping[str, Any],
+    images: int,
+    options: InferenceOptions,
+) -> dict[str, Any]:
+    """What ``metrics.json`` says beside the scores: the checkpoint, the data, the inference."""
+    return {
         "checkpoint": str(checkpoint),
-        "iteration": ckpt.get("iteration"),
+        "iteration": iteration,
         "dataset": {
             "name": data["name"],
             "root": data.get("root"),
             "split": data["val_split"],
-            "images": len(dataset),
+            "images": images,
         },
         "inference": {key: _jsonable(value) for key, value in asdict(options).items()},
     }
-    files = write_report(result, out_dir or checkpoint.parent / "eval", extra)
-    return EvalOutcome(result, files, options, description)
 
 
 def _jsonable(value: Any) -> Any:

@@ -249,65 +249,24 @@ class _Run:
     def __init__(
         self, cfg: DictConfig, run_dir: Path, context: distributed.Context, resume: dict | None
     ):
-        from ..data import build_dataset
-        from ..data.transforms import eval_transforms, train_transforms
-        from ..models import build_model
-
         self.cfg, self.run_dir, self.context = cfg, run_dir, context
-        data, tcfg = cfg.data, cfg.train
-        options = dict(to_plain(cfg)["data"]["options"])
-        self.train_set = build_dataset(data.name, root=data.root, split=data.train_split, **options)
-        self.val_set = (
-            build_dataset(data.name, root=data.root, split=data.val_split, **options)
-            if data.val_split
-            else None
-        )
-        if len(self.train_set) == 0:
-            raise PdnError(f"dataset {data.name!r} split {data.train_split!r} has no samples")
-        if data.check_files:
-            self._scan_files()
-
-        torch.manual_seed(tcfg.seed)  # the same initial weights on every rank (and in every run)
-        self.model = build_model(**model_kwargs(cfg, self.train_set.num_classes))
-        if resume is not None:
-            check_compatible(resume, self.model.model_config)
-            try:
-                self.model.load_state_dict(resume["model"], strict=True)
-            except RuntimeError as error:
-                raise CheckpointError(
-                    f"checkpoint weights do not fit the model ({str(error).splitlines()[0]})"
-                ) from None
-        elif tcfg.init_from:
-            self._initialise_from(str(tcfg.init_from))
-        seeding.seed_process(tcfg.seed, context.rank)
-
-        self.train_transform = train_transforms(
-            self.model.normalization,
-            data.crop_size,
-            scale_range=tuple(data.scale_range),
-            flip=data.flip,
-            jitter=data.jitter,
-            rotation=data.rotation,
-        )
-        # On the context benchmark, log how much of an object's decision comes from its cue. The
-        # scenes keep their size (no data.eval_resize): their masks and cues pick the pixels.
-        self.cue_probe = (
-            CueProbe.from_dataset(self.train_set, eval_transforms(self.model.normalization))
-            if context.is_main
-            else None
-        )
-
-        self.use_amp = bool(tcfg.amp) and context.device.type == "cuda"
+        self.train_set, self.val_set = self._datasets()
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (and every run)
+        self.model = self._initial_model(resume)
+        seeding.seed_process(cfg.train.seed, context.rank)
+        self.train_transform = self._train_transform()
+        self.use_amp = bool(cfg.train.amp) and context.device.type == "cuda"
         # the periodic and final evaluation: whole image at one scale, scored at the mask's size
         self.eval_options = InferenceOptions(
-            short_side=data.eval_resize, precision="fp16" if self.use_amp else "fp32"
+            short_side=cfg.data.eval_resize, precision="fp16" if self.use_amp else "fp32"
         )
+        self.cue_probe = self._cue_probe()
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward = distributed.prepare_model(_TrainForward(self.model), context)
-        self.optimizer = build_optimizer(self.model, tcfg)
+        self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, poly_schedule(tcfg.iters, tcfg.poly_power)
+            self.optimizer, poly_schedule(cfg.train.iters, cfg.train.poly_power)
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start = 0
@@ -316,16 +275,75 @@ class _Run:
         if resume is not None:
             self._restore(resume)
 
-    def _scan_files(self) -> None:
+    def _datasets(self) -> tuple[Any, Any | None]:
+        """The training split and the validation split (None without ``data.val_split``), their
+        files scanned first with ``data.check_files``."""
+        from ..data import build_dataset
+
+        data = self.cfg.data
+        options = dict(to_plain(self.cfg)["data"]["options"])
+        train_set = build_dataset(data.name, root=data.root, split=data.train_split, **options)
+        val_set = (
+            build_dataset(data.name, root=data.root, split=data.val_split, **options)
+            if data.val_split
+            else None
+        )
+        if len(train_set) == 0:
+            raise PdnError(f"dataset {data.name!r} split {data.train_split!r} has no samples")
+        if data.check_files:
+            self._scan_files(train_set, val_set)
+        return train_set, val_set
+
+    def _initial_model(self, resume: dict | None) -> nn.Module:
+        """The model of the config, with the weights of ``resume`` or ``train.init_from``."""
+        from ..models import build_model
+
+        model = build_model(**model_kwargs(self.cfg, self.train_set.num_classes))
+        if resume is not None:
+            check_compatible(resume, model.model_config)
+            try:
+                model.load_state_dict(resume["model"], strict=True)
+            except RuntimeError as error:
+                raise CheckpointError(
+                    f"checkpoint weights do not fit the model ({str(error).splitlines()[0]})"
+                ) from None
+        elif self.cfg.train.init_from:
+            self._initialise_from(model, str(self.cfg.train.init_from))
+        return model
+
+    def _train_transform(self) -> Any:
+        from ..data.transforms import train_transforms
+
+        data = self.cfg.data
+        return train_transforms(
+            self.model.normalization,
+            data.crop_size,
+            scale_range=tuple(data.scale_range),
+            flip=data.flip,
+            jitter=data.jitter,
+            rotation=data.rotation,
+        )
+
+    def _cue_probe(self) -> CueProbe | None:
+        """On the context benchmark (rank 0), the scenes that measure how much of an object's
+        decision comes from its cue; None elsewhere. The scenes keep their size (no
+        ``data.eval_resize``): the masks and cues that pick the pixels are at that size."""
+        from ..data.transforms import eval_transforms
+
+        if not self.context.is_main:
+            return None
+        return CueProbe.from_dataset(self.train_set, eval_transforms(self.model.normalization))
+
+    def _scan_files(self, train_set: Any, val_set: Any | None) -> None:
         """Refuse to start when a file of a split is missing, unreadable, of another size than
         its image, or (evaluation split) smaller than the models accept: found now, from the
         headers, rather than when it is first drawn or at the final evaluation."""
         from ..data.check import scan_files
 
         data = self.cfg.data
-        splits = [(data.train_split, self.train_set, 0)]
-        if self.val_set is not None:
-            splits.append((data.val_split, self.val_set, MIN_INPUT_SIZE))
+        splits = [(data.train_split, train_set, 0)]
+        if val_set is not None:
+            splits.append((data.val_split, val_set, MIN_INPUT_SIZE))
         for split, dataset, min_size in splits:
             bad = scan_files(dataset, min_size=min_size)
             if bad:
@@ -335,10 +353,10 @@ class _Run:
                     "every problem; data.check_files=false skips this scan)"
                 )
 
-    def _initialise_from(self, source: str) -> None:
+    def _initialise_from(self, model: nn.Module, source: str) -> None:
         from ..models.weights import describe_keys, load_matching_weights, load_state_dict
 
-        loaded, kept = load_matching_weights(self.model, load_state_dict(source), source)
+        loaded, kept = load_matching_weights(model, load_state_dict(source), source)
         if self.context.rank == 0:
             left = f"; left at their initialisation: {describe_keys(kept)}" if kept else ""
             print(f"pdn train: {len(loaded)} tensors from {source}{left}", file=sys.stderr)
