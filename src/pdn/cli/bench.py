@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from .predict import add_runtime_arguments
@@ -182,12 +183,12 @@ def run_speed(args: argparse.Namespace) -> int:
     if min(sizes) < 1 or args.channels < 4 or min(args.batches) < 1 or args.budget <= 0:
         raise ConfigError("sizes, batches and --budget must be positive and --channels >= 4")
     device = default_device(args.device)
-    budget = bench.Budget(seconds=args.budget)
+    timing = {"device": device, "budget": bench.Budget(seconds=args.budget)}
     print(_device_line(device))
     results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
     for section, run in _SPEED_SECTIONS.items():
         if section in args.sections:
-            results[section] = run(args, device, budget)
+            results[section] = run(args, timing)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
@@ -211,7 +212,11 @@ def _device_line(device: Any) -> str:
     return f"device: {device} ({where or platform.machine()}{threads}), torch {torch.__version__}"
 
 
-def _speed_heads(args: argparse.Namespace, device: Any, budget: Any) -> Any:
+# Each section below takes the parsed arguments and ``timing``: the ``device`` and ``budget``
+# keywords of every bench.speed.run_* function. It prints its table and returns its results.
+
+
+def _speed_heads(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
     from ..bench import speed as bench
 
     print(bench.heads_table([]), flush=True)  # the header; each row prints once measured
@@ -220,50 +225,41 @@ def _speed_heads(args: argparse.Namespace, device: Any, budget: Any) -> Any:
         args.batches,
         channels=args.channels,
         num_classes=150,
-        device=device,
-        budget=budget,
         log=lambda line: print(line, flush=True),
+        **timing,
     )
     print()
     return rows
 
 
-def _speed_efficiency(args: argparse.Namespace, device: Any, budget: Any) -> Any:
+def _speed_efficiency(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
     from ..bench import speed as bench
 
     rows = bench.run_efficiency(
         args.efficiency_size,
         args.batches,
         channels=args.channels,
-        device=device,
-        budget=budget,
         compile_mode=args.compile,
+        **timing,
     )
     print(bench.efficiency_table(rows) + "\n", flush=True)
     return rows
 
 
-def _speed_end_to_end(args: argparse.Namespace, device: Any, budget: Any) -> Any:
+def _speed_end_to_end(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
     from ..bench import speed as bench
 
     rows = bench.run_end_to_end(
-        ("pdn", "aspp"),
-        args.backbone,
-        args.e2e_size,
-        device=device,
-        budget=budget,
-        compile_mode=args.compile,
+        ("pdn", "aspp"), args.backbone, args.e2e_size, compile_mode=args.compile, **timing
     )
     print(bench.end_to_end_table(rows) + "\n", flush=True)
     return rows
 
 
-def _speed_scaling(args: argparse.Namespace, device: Any, budget: Any) -> Any:
+def _speed_scaling(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
     from ..bench import speed as bench
 
-    scaling = bench.run_scaling(
-        args.scaling_archs, args.backbone, args.scaling_sizes, device=device, budget=budget
-    )
+    scaling = bench.run_scaling(args.scaling_archs, args.backbone, args.scaling_sizes, **timing)
     print(bench.scaling_table(scaling) + "\n", flush=True)
     return scaling
 
