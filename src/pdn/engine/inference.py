@@ -13,7 +13,7 @@ prediction again.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -247,9 +247,24 @@ def predict_probabilities(
         scales=tuple(scales),
         flip=flip,
     )
-    height, width = images.shape[-2:]
     total: torch.Tensor | None = None
     runs = 0
+    for probs in _passes(model, images, options):
+        total = probs if total is None else total + probs
+        runs += 1
+    assert total is not None
+    if num_classes is not None and total.shape[1] != num_classes:
+        raise ValueError(f"model returned {total.shape[1]} classes, expected {num_classes}")
+    return total / runs
+
+
+def _passes(
+    model: nn.Module, images: torch.Tensor, options: InferenceOptions
+) -> Iterator[torch.Tensor]:
+    """The probabilities ``(B, K, H, W)`` of each scale of ``options`` (and its flip, with
+    ``flip``), in that order, for ``images`` ``(B, 3, H, W)``: each scaled image is predicted,
+    flipped back and resized back to ``(H, W)``."""
+    height, width = images.shape[-2:]
     for scale in options.scales:
         size = _scaled_size(height, width, scale)
         scaled = (
@@ -258,23 +273,22 @@ def predict_probabilities(
             else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         )
         for flipped in (False, True) if options.flip else (False,):
-            x = scaled.flip(-1) if flipped else scaled
-            if options.mode == "slide":
-                probs = _slide(model, x, options.crop_size, options.window_stride)  # type: ignore[arg-type]
-            else:
-                probs = _forward_padded(model, x, (MIN_SIZE, MIN_SIZE))
+            probs = _predict(model, scaled.flip(-1) if flipped else scaled, options)
             if flipped:
                 probs = probs.flip(-1)
             if size != (height, width):
                 probs = F.interpolate(
                     probs, size=(height, width), mode="bilinear", align_corners=False
                 )
-            total = probs if total is None else total + probs
-            runs += 1
-    assert total is not None
-    if num_classes is not None and total.shape[1] != num_classes:
-        raise ValueError(f"model returned {total.shape[1]} classes, expected {num_classes}")
-    return total / runs
+            yield probs
+
+
+def _predict(model: nn.Module, x: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
+    """Probabilities ``(B, K, h, w)`` for ``x`` ``(B, 3, h, w)``: the whole image in one pass,
+    or sliding windows in ``"slide"`` mode."""
+    if options.mode == "slide":
+        return _slide(model, x, options.crop_size, options.window_stride)  # type: ignore[arg-type]
+    return _forward_padded(model, x, (MIN_SIZE, MIN_SIZE))
 
 
 def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
