@@ -182,6 +182,8 @@ def run_speed(args: argparse.Namespace) -> int:
     sizes = [*args.sizes, *args.scaling_sizes, args.e2e_size, args.efficiency_size]
     if min(sizes) < 1 or args.channels < 4 or min(args.batches) < 1 or args.budget <= 0:
         raise ConfigError("sizes, batches and --budget must be positive and --channels >= 4")
+    if "scaling" in args.sections and len(set(args.scaling_sizes)) < 2:
+        raise ConfigError("--scaling-sizes needs at least two different sizes to fit an exponent")
     device = default_device(args.device)
     timing = {"device": device, "budget": bench.Budget(seconds=args.budget)}
     print(_device_line(device))
