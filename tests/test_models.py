@@ -8,7 +8,7 @@ import torch
 
 import pdn
 from pdn.errors import ConfigError
-from pdn.models import DiffusionLayer, DiffusionStack
+from pdn.models import DiffusionLayer, DiffusionOptions, DiffusionStack
 from pdn.models.diffusion import DIRECTIONS, tap_offsets
 
 ARCHS = ("pdn", "fcn", "aspp", "ppm")
@@ -213,7 +213,7 @@ def test_pdn_reaches_across_the_image_and_fcn_does_not() -> None:
 
 def test_layerwise_passes_state_between_layers() -> None:
     torch.manual_seed(6)
-    stack = DiffusionStack(16, 2, mode="layerwise").eval()
+    stack = DiffusionStack(16, 2, DiffusionOptions(mode="layerwise")).eval()
     assert [layer.rates for layer in stack.layers] == [(1, 2, 4), (2, 4, 8)]
     x = torch.randn(1, 16, 10, 12)
     with torch.no_grad():
