@@ -31,7 +31,7 @@ from torch import nn
 
 from ..models import build_model
 from ..models.build import ARCHITECTURES
-from ..models.diffusion import DiffusionLayer, DiffusionStack
+from ..models.diffusion import DiffusionStack, SweepDiffusion
 from .timing import (
     Timing,
     count_parameters,
@@ -77,7 +77,7 @@ def context_modules(channels: int, num_classes: int) -> dict[str, nn.Module]:
     return modules
 
 
-def diffusion_flops(layer: DiffusionLayer, height: int, width: int) -> int:
+def diffusion_flops(layer: SweepDiffusion, height: int, width: int) -> int:
     """Useful FLOPs of one ``sweep`` layer on one ``(C, height, width)`` map (multiply-add = 2).
 
     Input-to-state and fusion 1x1 convolutions over every site; the recurrent filters (their

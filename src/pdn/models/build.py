@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -52,9 +53,17 @@ def list_architectures() -> list[str]:
 
 
 def head_options(arch: str) -> list[str]:
-    """The keyword options the ``arch`` head accepts (besides ``channels`` defaults)."""
-    parameters = inspect.signature(_HEAD_CLASSES[arch]).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    """The keyword options the ``arch`` head accepts (besides ``channels`` defaults): its
+    keyword-only parameters and, for a head taking ``**options``, the fields of its
+    ``options_type``; ``dropout``, which every head takes, last."""
+    head = _HEAD_CLASSES[arch]
+    names = []
+    for parameter in inspect.signature(head).parameters.values():
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            names.append(parameter.name)
+        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            names += [field.name for field in dataclasses.fields(head.options_type)]
+    return sorted(names, key=lambda name: name == "dropout")
 
 
 def _json_ready(value: Any) -> Any:
@@ -89,9 +98,9 @@ def build_model(
             the last one at the head's input through a :class:`LowLevelSkip`; ``None``: off.
         low_level_channels: the skip's width after its 1x1 projection.
         **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
-            for every arch; for ``pdn``: ``num_layers`` (2), ``hidden`` (``channels // 4``),
-            ``directions``, ``rates`` ((1, 2, 4)), ``kernel_size`` (3), ``mode`` (``"sweep"`` or
-            ``"layerwise"``), ``forget_bias`` (1.0), ``chrono_steps`` (None); ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``.
+            for every arch; for ``pdn``: ``num_layers`` (2) and the fields of
+            :class:`~pdn.models.diffusion.DiffusionOptions` (``mode``, ``rates``, ...);
+            ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``. :func:`head_options` lists them.
 
     Returns:
         A :class:`SegmentationModel`: ``(B, 3, H, W) -> (B, K, H, W)``.
