@@ -351,3 +351,23 @@ def test_a_frozen_backbone_keeps_its_weights_while_the_head_learns(tmp_path):
     assert all(torch.equal(at_2[k], initial[k]) for k in backbone)
     assert any(not torch.equal(at_2[k], initial[k]) for k in head)
     assert any(not torch.equal(at_4[k], initial[k]) for k in backbone)
+
+
+def test_bf16_training_on_the_cpu_runs_under_autocast(tmp_path, capsys):
+    """``train.precision=bf16``: the same steps as fp32 up to bfloat16 rounding (first losses
+    differ, by little), said in the run header; fp16 on the CPU is refused in one line."""
+    assert _train(tmp_path, "train.precision=bf16", out="bf16") == 0
+    printed = capsys.readouterr()
+    assert "precision bf16 autocast" in printed.out + printed.err
+    assert _train(tmp_path, "train.precision=fp32", out="fp32") == 0
+
+    def first_loss(run: str) -> float:
+        rows = [json.loads(line) for line in (tmp_path / run / "log.jsonl").open()]
+        return next(row["loss"] for row in rows if row["kind"] == "train")
+
+    bf16, fp32 = first_loss("bf16"), first_loss("fp32")
+    assert bf16 != fp32 and abs(bf16 - fp32) < 0.05 * fp32
+    capsys.readouterr()
+    assert _train(tmp_path, "train.precision=fp16", out="fp16") == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.precision=fp16 needs a CUDA device" in err and "\n" not in err

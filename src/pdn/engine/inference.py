@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..vocabulary import MIN_INPUT_SIZE
+from ..vocabulary import MIN_INPUT_SIZE, PRECISIONS
 
 __all__ = [
     "AutocastModel",
     "COMPILE_MODES",
     "InferenceOptions",
     "PRECISIONS",
+    "autocast_for",
     "MIN_SIZE",
     "infer",
     "predict_probabilities",
@@ -38,7 +39,6 @@ __all__ = [
 
 MIN_SIZE = MIN_INPUT_SIZE  # the smallest input side the models accept
 MODES = ("whole", "slide")
-PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -299,7 +299,7 @@ def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> 
     """
     if options.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with _precision(options.precision, images.device):
+    with autocast_for(options.precision, images.device):
         probabilities = predict_probabilities(
             model,
             images,
@@ -312,8 +312,8 @@ def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> 
     return probabilities.float()
 
 
-def _precision(precision: str, device: torch.device) -> torch.autocast:
-    """The autocast context for ``precision`` on ``device`` (fp16 only on CUDA)."""
+def autocast_for(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context for ``precision`` on ``device`` (fp16 only on CUDA, else off)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     enabled = dtype is torch.bfloat16 or (dtype is torch.float16 and device.type == "cuda")
     return torch.autocast(device.type, dtype=dtype if enabled else torch.bfloat16, enabled=enabled)
@@ -332,7 +332,7 @@ class AutocastModel(nn.Module):
         self.model, self.precision = model, precision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with _precision(self.precision, x.device):
+        with autocast_for(self.precision, x.device):
             return self.model(x).float()
 
 

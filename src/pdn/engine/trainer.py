@@ -28,8 +28,7 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ from .config import (
 )
 from .evaluate import evaluate_dataset
 from .explain import CueProbe
-from .inference import InferenceOptions
+from .inference import InferenceOptions, autocast_for
 from .loaders import ignore_signals_in_worker, loader_iteration
 from .logging import Progress, ScalarLog
 
@@ -174,13 +173,15 @@ def group_schedules(tcfg: DictConfig) -> list[Callable[[int], float]]:
     return [backbone, poly]
 
 
-@contextmanager
-def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    if enabled and device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.float16):
-            yield
-    else:
-        yield
+def training_precision(tcfg: DictConfig, device: torch.device) -> str:
+    """``train.precision``, or when it is unset fp16 where ``train.amp`` and CUDA, else fp32."""
+    if tcfg.precision is None:
+        return "fp16" if tcfg.amp and device.type == "cuda" else "fp32"
+    if tcfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"train.precision=fp16 needs a CUDA device, got {device}; use bf16 on the CPU"
+        )
+    return str(tcfg.precision)
 
 
 class _StopRequest:
@@ -267,10 +268,11 @@ class _Run:
         self.model = self._initial_model(resume)
         seeding.seed_process(cfg.train.seed, context.rank)
         self.train_transform = self._train_transform()
-        self.use_amp = bool(cfg.train.amp) and context.device.type == "cuda"
+        self.precision = training_precision(cfg.train, context.device)
+        self.use_amp = self.precision == "fp16"  # float16 needs the gradient scaler
         # the periodic and final evaluation: whole image at one scale, scored at the mask's size
         self.eval_options = InferenceOptions(
-            short_side=cfg.data.eval_resize, precision="fp16" if self.use_amp else "fp32"
+            short_side=cfg.data.eval_resize, precision=self.precision
         )
         self.cue_probe = self._cue_probe()
         if context.device.type == "cuda":
@@ -396,7 +398,9 @@ class _Run:
             )
             + f"), {tcfg.iters} iterations; device {ctx.device}"
             + (f", {torch.get_num_threads()} threads" if ctx.device.type == "cpu" else "")
-            + f", precision {'fp16 autocast' if self.use_amp else 'fp32'}; run directory "
+            + f", precision {self.precision}"
+            + (" autocast" if self.precision != "fp32" else "")
+            + "; run directory "
             f"{self.run_dir}",
         ]
         if (
@@ -601,7 +605,7 @@ class _Run:
         ctx, tcfg = self.context, self.cfg.train
         images = images.to(ctx.device, non_blocking=True)
         masks = masks.to(ctx.device, non_blocking=True)
-        with _autocast(ctx.device, self.use_amp):
+        with autocast_for(self.precision, ctx.device):
             logits, aux_logits = self.forward(images)
         total, main_loss, aux_loss = training_loss(logits, aux_logits, masks, tcfg.aux_weight)
         labelled = float((masks != IGNORE_INDEX).sum())
