@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from ..vocabulary import PRECISIONS
 from .predict import add_runtime_arguments
 
 HELP = "benchmarks: speed (stack vs heads vs the machine), ablation (the claim), latency (a model)"
@@ -166,6 +167,13 @@ def _add_speed_timing_arguments(speed: argparse.ArgumentParser) -> None:
         f"{', '.join(COMPILE_MODES)} (default: default; reduce-overhead replays CUDA graphs, "
         "which a GPU needs for the sweep; compiling the stack's loop takes minutes)",
     )
+    speed.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="e2e and scaling: autocast dtype of the whole models (bf16 also on the CPU, fp16 "
+        "on CUDA only; default: fp32)",
+    )
     speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
     _add_device_argument(speed)
 
@@ -185,6 +193,10 @@ def run_speed(args: argparse.Namespace) -> int:
     if "scaling" in args.sections and len(set(args.scaling_sizes)) < 2:
         raise ConfigError("--scaling-sizes needs at least two different sizes to fit an exponent")
     device = default_device(args.device)
+    if args.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"--precision fp16 needs a CUDA device, got {device}; use bf16 on the CPU"
+        )
     timing = {"device": device, "budget": bench.Budget(seconds=args.budget)}
     print(_device_line(device))
     results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
@@ -252,7 +264,12 @@ def _speed_end_to_end(args: argparse.Namespace, timing: Mapping[str, Any]) -> An
     from ..bench import speed as bench
 
     rows = bench.run_end_to_end(
-        ("pdn", "aspp"), args.backbone, args.e2e_size, compile_mode=args.compile, **timing
+        ("pdn", "aspp"),
+        args.backbone,
+        args.e2e_size,
+        compile_mode=args.compile,
+        precision=args.precision,
+        **timing,
     )
     print(bench.end_to_end_table(rows) + "\n", flush=True)
     return rows
@@ -261,7 +278,9 @@ def _speed_end_to_end(args: argparse.Namespace, timing: Mapping[str, Any]) -> An
 def _speed_scaling(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
     from ..bench import speed as bench
 
-    scaling = bench.run_scaling(args.scaling_archs, args.backbone, args.scaling_sizes, **timing)
+    scaling = bench.run_scaling(
+        args.scaling_archs, args.backbone, args.scaling_sizes, precision=args.precision, **timing
+    )
     print(bench.scaling_table(scaling) + "\n", flush=True)
     return scaling
 
