@@ -276,7 +276,8 @@ class SweepDiffusion(DiffusionLayerBase):
     one-direction sweep at slice ``s`` depends on no input beyond ``s``. For inference on a GPU,
     where each step's kernel launches dominate, the recurrent filters run as one gathered ``bmm``
     per step instead (the same result; attribute ``recurrence``: ``"auto"``, ``"conv1d"`` or
-    ``"gather"``).
+    ``"gather"``). With ``triton`` installed (``pip install pdn[gpu]``), ``"auto"`` on a GPU and
+    ``"triton"`` run the whole loop as one kernel launch instead (:mod:`pdn.models.kernels`).
     """
 
     mode = "sweep"
@@ -381,8 +382,10 @@ class SweepDiffusion(DiffusionLayerBase):
         ``bmm`` for inference on a GPU (:meth:`_gathered_recurrence`); ``recurrence`` =
         ``"conv1d"`` or ``"gather"`` forces one.
         """
-        if self.recurrence not in ["auto", "conv1d", "gather"]:
-            raise ValueError(f"recurrence must be auto, conv1d or gather, got {self.recurrence}")
+        if self.recurrence not in ["auto", "conv1d", "gather", "triton"]:
+            raise ValueError(
+                f"recurrence must be auto, conv1d or gather, or triton, got {self.recurrence}"
+            )
         steps = self._slices(gates, streams)
         if torch.jit.is_tracing():
             kernel = self._recurrent_kernel(streams)
@@ -390,7 +393,8 @@ class SweepDiffusion(DiffusionLayerBase):
                 1, 2, 3, 0, 4
             )
         else:
-            states = self._eager_sweep_loop(steps, streams)
+            fused = None if torch.jit.is_scripting() else self._fused_sweep_loop(steps, streams)
+            states = self._eager_sweep_loop(steps, streams) if fused is None else fused
         result: list[torch.Tensor] = []
         for k, stream in enumerate(streams):
             state = states[:, k]
@@ -415,6 +419,16 @@ class SweepDiffusion(DiffusionLayerBase):
         steps = torch.stack(oriented, 2)
         num_steps, batch, count, _, length = steps.shape
         return steps.view(num_steps, batch, count * 4 * self.hidden, length)
+
+    @torch.jit.unused
+    def _fused_sweep_loop(self, steps: torch.Tensor, streams: list[int]) -> torch.Tensor | None:
+        """The loop over slices as one Triton kernel launch, where ``recurrence`` and the input
+        call for it (see :func:`pdn.models.kernels.uses_fused_sweep`), else ``None``."""
+        from .kernels import fused_sweep, uses_fused_sweep
+
+        if not uses_fused_sweep(self.recurrence, steps):
+            return None
+        return fused_sweep(steps, self._stream_weights(streams), self.offsets)
 
     def _eager_sweep_loop(self, steps: torch.Tensor, streams: list[int]) -> torch.Tensor:
         """The loop over slices: ``(S, B, D_group * 4 * hidden, L)`` gates -> hidden states

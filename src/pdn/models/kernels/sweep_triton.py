@@ -1,0 +1,300 @@
+"""Triton kernels of the sweep's recurrence: the loop over slices in one launch, forward and backward.
+
+Imported only when a fused sweep runs (it imports ``triton``); :mod:`pdn.models.kernels.sweep`
+holds the autograd function and the checks. One program per ``(batch item, stream)`` owns a whole
+slice row: it walks the slices in order (the backward in reverse), computes the recurrent term of
+a block of hidden units with ``tl.dot`` over the taps and the blocks of the previous slice's
+states, applies the LSTM update and stores the block's new state. The previous slice's states are
+read back from the output tensor (on chip in L1/L2 for the sizes supported), and a barrier between
+slices makes one slice's stores visible to the next slice's loads; no program waits for another,
+so the interpreter (``TRITON_INTERPRET=1``), which runs programs one after another, runs them too.
+
+Layouts (all contiguous, fp32 unless said): ``steps`` and ``gates``: ``(S, B, D * 4 * hidden, L)``,
+gate ``q`` (i, f, g, o) of unit ``u`` of stream ``d`` in row ``d * 4 * hidden + q * hidden + u``;
+``states``, ``cells``: ``(B * D, hidden, S, L)``; ``weight``: ``(D, taps, 4 * hidden, hidden)``, the
+filter of each tap; ``weight_t``: its transpose per tap, ``(D, taps, hidden, 4 * hidden)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_UNITS = 32  # hidden units (rows of each gate) per block
+BLOCK_REDUCE = 32  # hidden units (forward) or gate rows (backward) per step of a dot's reduction
+MIN_DOT = 16  # tl.dot needs every side >= 16
+# Whether the kernels below run in Triton's interpreter (on CPU tensors): ``triton.jit`` decides
+# it when the module is imported, from ``TRITON_INTERPRET``.
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+
+# Only builtins of triton.language inside the kernels, not its @triton.jit helpers (tl.sigmoid,
+# tl.zeros_like): those are built interpreted or compiled when triton is first imported, and the
+# kernels must run in the interpreter even if triton was imported before TRITON_INTERPRET was set.
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _tanh(x):
+    return 2.0 * _sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def _sweep_forward_kernel(
+    steps_ptr,
+    weight_ptr,
+    offsets_ptr,
+    states_ptr,
+    cells_ptr,
+    gates_ptr,
+    num_steps,
+    batch,
+    streams,
+    hidden,
+    length,
+    cell_unit_stride,
+    cell_slice_stride,
+    TAPS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    SAVE_GATES: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    """``states[b*D + d, :, s] = h_s`` of stream ``d``, batch item ``b``, for every slice ``s``;
+    ``cells`` gets ``c_s`` (``cell_slice_stride`` 0: only the last) and, with ``SAVE_GATES``,
+    ``gates`` the pre-activation gates."""
+    program = tl.program_id(0).to(tl.int64)
+    b, d = program // streams, program % streams
+    units0, reduce0 = tl.arange(0, BLOCK_H), tl.arange(0, BLOCK_K)
+    sites = tl.arange(0, BLOCK_L)
+    in_slice = sites < length
+    four_h = 4 * hidden
+    state_base = states_ptr + program * hidden * num_steps * length
+    cell_base = cells_ptr + program * hidden * cell_unit_stride
+    for s in range(num_steps):
+        row0 = (s * batch + b) * streams * four_h + d * four_h
+        for j in range(0, hidden, BLOCK_H):
+            units = j + units0
+            mask = (units < hidden)[:, None] & in_slice[None, :]
+            at = (row0 + units)[:, None] * length + sites[None, :]  # gate i of these units
+            acc_i = tl.load(steps_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            acc_f = tl.load(steps_ptr + at + hidden * length, mask=mask, other=0.0).to(tl.float32)
+            acc_g = tl.load(steps_ptr + at + 2 * hidden * length, mask=mask, other=0.0)
+            acc_o = tl.load(steps_ptr + at + 3 * hidden * length, mask=mask, other=0.0)
+            acc_g, acc_o = acc_g.to(tl.float32), acc_o.to(tl.float32)
+            if s > 0:
+                for t in range(TAPS):
+                    source = sites + tl.load(offsets_ptr + t)
+                    heard = (source >= 0) & (source < length)
+                    tap = weight_ptr + (d * TAPS + t) * four_h * hidden
+                    for k in range(0, hidden, BLOCK_K):
+                        inner = k + reduce0
+                        h_at = inner[:, None] * num_steps * length + (s - 1) * length
+                        h_mask = (inner < hidden)[:, None] & heard[None, :]
+                        h = tl.load(state_base + h_at + source[None, :], mask=h_mask, other=0.0)
+                        w_at = tap + units[:, None] * hidden + inner[None, :]
+                        w_mask = (units < hidden)[:, None] & (inner < hidden)[None, :]
+                        gate_rows = hidden * hidden
+                        w = tl.load(w_at, mask=w_mask, other=0.0)
+                        acc_i = tl.dot(w, h, acc_i, input_precision=INPUT_PRECISION)
+                        w = tl.load(w_at + gate_rows, mask=w_mask, other=0.0)
+                        acc_f = tl.dot(w, h, acc_f, input_precision=INPUT_PRECISION)
+                        w = tl.load(w_at + 2 * gate_rows, mask=w_mask, other=0.0)
+                        acc_g = tl.dot(w, h, acc_g, input_precision=INPUT_PRECISION)
+                        w = tl.load(w_at + 3 * gate_rows, mask=w_mask, other=0.0)
+                        acc_o = tl.dot(w, h, acc_o, input_precision=INPUT_PRECISION)
+            if SAVE_GATES:
+                tl.store(gates_ptr + at, acc_i, mask=mask)
+                tl.store(gates_ptr + at + hidden * length, acc_f, mask=mask)
+                tl.store(gates_ptr + at + 2 * hidden * length, acc_g, mask=mask)
+                tl.store(gates_ptr + at + 3 * hidden * length, acc_o, mask=mask)
+            cell = _sigmoid(acc_i) * _tanh(acc_g)
+            c_at = cell_base + units[:, None] * cell_unit_stride + sites[None, :]
+            if s > 0:
+                previous = tl.load(c_at + (s - 1) * cell_slice_stride, mask=mask, other=0.0)
+                cell += _sigmoid(acc_f) * previous
+            tl.store(c_at + s * cell_slice_stride, cell, mask=mask)
+            h_at = units[:, None] * num_steps * length + s * length + sites[None, :]
+            tl.store(state_base + h_at, _sigmoid(acc_o) * _tanh(cell), mask=mask)
+        tl.debug_barrier()  # this slice's states, stored by every thread, feed the next slice
+
+
+@triton.jit
+def _sweep_backward_kernel(
+    grad_states_ptr,
+    gates_ptr,
+    cells_ptr,
+    weight_t_ptr,
+    offsets_ptr,
+    grad_gates_ptr,
+    carry_ptr,
+    num_steps,
+    batch,
+    streams,
+    hidden,
+    length,
+    TAPS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    """``grad_gates`` (the gradient of ``steps``) from the gradient of the states, in reverse
+    slice order: ``dh_s`` = the states' gradient + the recurrent filters' transpose applied to
+    slice ``s + 1``'s gate gradients (atrous taps mirrored); ``carry`` holds ``dc_{s+1} * f_{s+1}``."""
+    program = tl.program_id(0).to(tl.int64)
+    b, d = program // streams, program % streams
+    units0, rows0 = tl.arange(0, BLOCK_H), tl.arange(0, BLOCK_R)
+    sites = tl.arange(0, BLOCK_L)
+    in_slice = sites < length
+    four_h = 4 * hidden
+    state_base = program * hidden * num_steps * length
+    for step in range(num_steps):
+        s = num_steps - 1 - step
+        row0 = (s * batch + b) * streams * four_h + d * four_h
+        next0 = row0 + batch * streams * four_h  # the same rows of slice s + 1
+        for j in range(0, hidden, BLOCK_H):
+            units = j + units0
+            mask = (units < hidden)[:, None] & in_slice[None, :]
+            h_at = state_base + units[:, None] * num_steps * length + s * length + sites[None, :]
+            dh = tl.load(grad_states_ptr + h_at, mask=mask, other=0.0)
+            if s < num_steps - 1:
+                for t in range(TAPS):
+                    target = sites - tl.load(offsets_ptr + t)
+                    heard = (target >= 0) & (target < length)
+                    tap = weight_t_ptr + (d * TAPS + t) * hidden * four_h
+                    for r in range(0, four_h, BLOCK_R):
+                        rows = r + rows0
+                        g_at = (next0 + rows)[:, None] * length + target[None, :]
+                        g_mask = (rows < four_h)[:, None] & heard[None, :]
+                        grad_next = tl.load(grad_gates_ptr + g_at, mask=g_mask, other=0.0)
+                        w_mask = (units < hidden)[:, None] & (rows < four_h)[None, :]
+                        w_at = tap + units[:, None] * four_h + rows[None, :]
+                        w = tl.load(w_at, mask=w_mask, other=0.0)
+                        dh = tl.dot(w, grad_next, dh, input_precision=INPUT_PRECISION)
+            at = (row0 + units)[:, None] * length + sites[None, :]
+            i = _sigmoid(tl.load(gates_ptr + at, mask=mask, other=0.0))
+            f = _sigmoid(tl.load(gates_ptr + at + hidden * length, mask=mask, other=0.0))
+            g = _tanh(tl.load(gates_ptr + at + 2 * hidden * length, mask=mask, other=0.0))
+            o = _sigmoid(tl.load(gates_ptr + at + 3 * hidden * length, mask=mask, other=0.0))
+            cell = _tanh(tl.load(cells_ptr + h_at, mask=mask, other=0.0))
+            dc = dh * o * (1.0 - cell * cell)
+            carry_at = carry_ptr + program * hidden * length + units[:, None] * length
+            carry_at += sites[None, :]
+            if s < num_steps - 1:
+                dc += tl.load(carry_at, mask=mask, other=0.0)
+            df = dc * 0.0
+            if s > 0:
+                previous = tl.load(cells_ptr + h_at - length, mask=mask, other=0.0)
+                df = dc * previous * f * (1.0 - f)
+            tl.store(grad_gates_ptr + at, dc * g * i * (1.0 - i), mask=mask)
+            tl.store(grad_gates_ptr + at + hidden * length, df, mask=mask)
+            tl.store(grad_gates_ptr + at + 2 * hidden * length, dc * i * (1.0 - g * g), mask=mask)
+            tl.store(
+                grad_gates_ptr + at + 3 * hidden * length, dh * cell * o * (1.0 - o), mask=mask
+            )
+            tl.store(carry_at, dc * f, mask=mask)
+        tl.debug_barrier()  # this slice's gate gradients feed the previous slice
+
+
+KERNELS = {"forward": _sweep_forward_kernel, "backward": _sweep_backward_kernel}
+
+
+def launch_options(
+    kernel: str, hidden: int, length: int, taps: int, *, precision: str, save: bool = True
+) -> dict[str, object]:
+    """The compile-time options of a launch of ``kernel`` (``"forward"`` or ``"backward"``): its
+    ``tl.constexpr`` arguments and ``num_warps``, ``num_stages``.
+
+    A whole slice row per program, hidden units in blocks. Chosen from the register use of the
+    kernels compiled for sm_90 (``cuobjdump -res-usage``): 8 warps, no software pipelining, 32
+    units per block up to 64 sites and 16 above compile without spills for hidden 128 and slices
+    of up to 128 sites.
+    """
+    block_l = max(MIN_DOT, triton.next_power_of_2(length))
+    units = BLOCK_UNITS if block_l <= 64 else BLOCK_UNITS // 2
+    options: dict[str, object] = {
+        "TAPS": taps,
+        "BLOCK_H": max(MIN_DOT, min(units, triton.next_power_of_2(hidden))),
+        "BLOCK_L": block_l,
+        "INPUT_PRECISION": precision,
+        "num_warps": 8,
+        "num_stages": 1,
+    }
+    if kernel == "forward":
+        options["BLOCK_K"] = max(MIN_DOT, min(BLOCK_REDUCE, triton.next_power_of_2(hidden)))
+        options["SAVE_GATES"] = save
+    else:
+        options["BLOCK_R"] = BLOCK_REDUCE
+    return options
+
+
+def sweep_forward(
+    steps: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor, *, save: bool, precision: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One launch: ``steps`` ``(S, B, D * 4 * hidden, L)`` (any float dtype), ``weight``
+    ``(D, taps, 4 * hidden, hidden)`` fp32, ``offsets`` ``(taps,)`` int32 -> the states
+    ``(B * D, hidden, S, L)`` fp32, the cells (every slice's with ``save``, else the last one's,
+    ``(B * D, hidden, 1, L)``) and, with ``save``, the pre-activation gates, shaped as ``steps``."""
+    num_steps, batch, _, length = steps.shape
+    streams, taps, _, hidden = weight.shape
+    states = steps.new_empty(batch * streams, hidden, num_steps, length, dtype=torch.float32)
+    cell_slices = num_steps if save else 1  # without autograd only the running cell is kept
+    cells = states.new_empty(batch * streams, hidden, cell_slices, length)
+    gates = torch.empty_like(steps, dtype=torch.float32) if save else states
+    options = launch_options("forward", hidden, length, taps, precision=precision, save=save)
+    _sweep_forward_kernel[(batch * streams,)](
+        steps,
+        weight,
+        offsets,
+        states,
+        cells,
+        gates,
+        num_steps,
+        batch,
+        streams,
+        hidden,
+        length,
+        cell_slices * length,
+        length if save else 0,
+        **options,
+    )
+    return states, cells, gates if save else None
+
+
+def sweep_backward(
+    grad_states: torch.Tensor,
+    gates: torch.Tensor,
+    cells: torch.Tensor,
+    weight_t: torch.Tensor,
+    offsets: torch.Tensor,
+    *,
+    precision: str,
+) -> torch.Tensor:
+    """One launch: the gradient of the states ``(B * D, hidden, S, L)`` fp32 and what the forward
+    saved -> the gradient of ``steps``, ``(S, B, D * 4 * hidden, L)`` fp32. ``weight_t``:
+    ``(D, taps, hidden, 4 * hidden)``."""
+    num_steps, batch, _, length = gates.shape
+    streams, taps, hidden, _ = weight_t.shape
+    grad_gates = torch.empty_like(gates)
+    carry = gates.new_empty(batch * streams, hidden, length)
+    _sweep_backward_kernel[(batch * streams,)](
+        grad_states,
+        gates,
+        cells,
+        weight_t,
+        offsets,
+        grad_gates,
+        carry,
+        num_steps,
+        batch,
+        streams,
+        hidden,
+        length,
+        **launch_options("backward", hidden, length, taps, precision=precision),
+    )
+    return grad_gates
