@@ -17,6 +17,7 @@ from pdn.models import (
     SweepDiffusion,
 )
 from pdn.models.diffusion import DIRECTIONS, tap_offsets
+from sweeps import output_and_gradients
 
 ARCHS = ("pdn", "fcn", "aspp", "ppm")
 BACKBONES = [
@@ -157,19 +158,10 @@ def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...
     torch.manual_seed(8)
     layer = DiffusionLayer(8, hidden=4, directions=directions, rates=(1, 3)).train()
     x = torch.randn(2, 8, 5, 7)
-    results = []
-    for recurrence in ("conv1d", "gather"):
-        layer.recurrence = recurrence
-        layer.zero_grad()
-        probe = x.clone().requires_grad_()
-        out = layer(probe)
-        out.square().sum().backward()
-        grads = [probe.grad, *(p.grad for p in layer.parameters())]
-        results.append((out.detach(), grads))
-    (out_a, grads_a), (out_b, grads_b) = results
-    torch.testing.assert_close(out_b, out_a)
-    for grad_b, grad_a in zip(grads_b, grads_a, strict=True):
-        torch.testing.assert_close(grad_b, grad_a)
+    reference = output_and_gradients(layer, x, "conv1d")
+    gathered = output_and_gradients(layer, x, "gather")
+    for result, expected in zip(gathered, reference, strict=True):
+        torch.testing.assert_close(result, expected)
     layer.recurrence = "gathered"
     with pytest.raises(ValueError, match="recurrence must be auto, conv1d or gather"):
         layer(x)
