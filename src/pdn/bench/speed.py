@@ -127,12 +127,14 @@ def run_heads(
     device: torch.device,
     budget: Budget,
     log: Callable[[str], None] = print,
+    make_modules: Callable[[int, int], dict[str, nn.Module]] = context_modules,
 ) -> list[dict[str, Any]]:
-    """One record per (module, size, batch): forward and training latency, training memory."""
+    """One record per (module, size, batch): forward and training latency, training memory, of
+    the modules ``make_modules(channels, num_classes)`` (default: :func:`context_modules`)."""
     # A process's first timed module pays one-time costs (thread pool, allocator, oneDNN kernels)
     # that the per-measurement warm-up does not absorb: run every module once before timing any.
     warm = torch.randn(batches[0], channels, sizes[0], sizes[0], device=device)
-    for module in context_modules(channels, num_classes).values():
+    for module in make_modules(channels, num_classes).values():
         for _ in range(2):
             training_call(module.to(device).train(), warm)()
     rows = []
@@ -140,7 +142,7 @@ def run_heads(
         for batch in batches:
             modules = {
                 name: module.to(device)
-                for name, module in context_modules(channels, num_classes).items()
+                for name, module in make_modules(channels, num_classes).items()
             }
             torch.manual_seed(0)
             x = torch.randn(batch, channels, size, size, device=device)
