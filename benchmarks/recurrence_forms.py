@@ -21,7 +21,7 @@ from torch import nn
 from pdn.bench.speed import ms_text
 from pdn.bench.timing import forward_call, time_interleaved, training_call
 from pdn.models import DiffusionStack
-from pdn.models.diffusion import DiffusionLayer
+from pdn.models.diffusion import SweepDiffusion
 from pdn.models.kernels import triton_available
 
 FORMS = ("conv1d", "gather")
@@ -29,11 +29,11 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def with_recurrence(module: ModuleT, recurrence: str) -> ModuleT:
-    """A copy of ``module`` (a stack, a head, a model) whose diffusion layers all compute the
+    """A copy of ``module`` (a stack, a head, a model) whose sweep layers all compute the
     recurrent term in form ``recurrence``."""
     twin = copy.deepcopy(module)
     for layer in twin.modules():
-        if isinstance(layer, DiffusionLayer):
+        if isinstance(layer, SweepDiffusion):
             layer.recurrence = recurrence
     return twin
 

@@ -1,14 +1,15 @@
-"""What the tests compare between the forms of a sweep's recurrent term (``DiffusionLayer.recurrence``)."""
+"""What the tests compare between the forms of a sweep's recurrent term
+(``SweepDiffusion.recurrence``)."""
 
 from __future__ import annotations
 
 import torch
 
-from pdn.models import DiffusionLayer
+from pdn.models import SweepDiffusion
 
 
 def output_and_gradients(
-    layer: DiffusionLayer, x: torch.Tensor, recurrence: str
+    layer: SweepDiffusion, x: torch.Tensor, recurrence: str
 ) -> list[torch.Tensor]:
     """``layer(x)`` with its recurrent term in form ``recurrence``, then the gradients of
     ``layer(x).square().sum()`` with respect to ``x`` and to each of the layer's parameters."""

@@ -1,9 +1,9 @@
 """The sweep's loop over slices as one fused kernel launch (forward and backward), in Triton.
 
-:func:`fused_sweep` computes what ``SweepDiffusion._eager_sweep_loop`` computes for one group of
-streams, from the same input-to-state gates and recurrent filters. What is fused: the forward (the
-recurrent term of every slice, ``tl.dot`` over the taps, and the LSTM update, all slices in one
-launch) and the backward's recurrence (the gradient of every slice's gates, in reverse, in one
+:func:`fused_sweep` computes what ``SweepDiffusion._eager_sweep_loop`` computes for one group
+of streams, from the same input-to-state gates and recurrent filters. What is fused: the forward
+(the recurrent term of every slice, ``tl.dot`` over the taps, and the LSTM update, all slices in
+one launch) and the backward's recurrence (the gradient of every slice's gates, in reverse, in one
 launch). The recurrent filters' gradient is not: it is one matrix product per tap over the saved
 states and gate gradients, in PyTorch, after the backward kernel.
 
