@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from pdn.models.diffusion import DIRECTIONS, DiffusionLayer
+from pdn.models.diffusion import DIRECTIONS, DiffusionLayer, SweepDiffusion
 from pdn.models.kernels import MAX_LENGTH, fused_sweep, sweep, uses_fused_sweep
 from sweeps import output_and_gradients
 
@@ -49,25 +49,24 @@ def kernels():
         os.environ["TRITON_INTERPRET"] = saved_env
 
 
-def _reference_layer(directions, rates) -> DiffusionLayer:
+def _reference_layer(directions, rates, hidden: int = 4) -> SweepDiffusion:
     """A layer whose recurrent filters are large enough that the recurrence shows in the result."""
-    layer = DiffusionLayer(8, hidden=4, directions=directions, rates=rates).to(DEVICE)
+    layer = DiffusionLayer(8, hidden=hidden, directions=directions, rates=rates).to(DEVICE)
     with torch.no_grad():
-        layer.state_to_state.uniform_(-0.5, 0.5)
+        bound = 2 / (hidden * len(layer.offsets)) ** 0.5
+        layer.state_to_state.uniform_(-bound, bound)
     return layer
 
 
-@pytest.mark.parametrize("rates", [(1,), (1, 2, 4)])
-@pytest.mark.parametrize("streams", [[0], [1, 3], [0, 1, 2, 3]])
-def test_fused_sweep_matches_the_conv1d_loop(kernels, streams: list[int], rates) -> None:
-    """Hidden states and the gradients of the gates and of the recurrent filters (one stream, a
-    pair picked out of four, all four; S=5 slices of L=7 sites, batch 2), and the forward without
-    autograd, which keeps only the last cell."""
-    torch.manual_seed(len(streams) + len(rates))
-    layer = _reference_layer(DIRECTIONS, rates)
+def _assert_fused_sweep_agrees(layer: SweepDiffusion, streams: list[int], shape) -> None:
+    """The fused sweep of ``streams`` against the layer's conv1d loop on random gates of
+    ``shape = (S, B, L)``: the states, the gradients of the gates and of the recurrent filters,
+    and the forward without autograd (which keeps only the running cell)."""
+    num_steps, batch, length = shape
     layer.recurrence = "conv1d"
-    steps = torch.randn(5, 2, len(streams) * 16, 7, device=DEVICE, requires_grad=True)
-    upstream = torch.randn(2, len(streams), 4, 5, 7, device=DEVICE)
+    width = len(streams) * 4 * layer.hidden
+    steps = torch.randn(num_steps, batch, width, length, device=DEVICE, requires_grad=True)
+    upstream = torch.randn(batch, len(streams), layer.hidden, num_steps, length, device=DEVICE)
     results = []
     for run in (
         lambda: layer._eager_sweep_loop(steps, streams),
@@ -82,7 +81,23 @@ def test_fused_sweep_matches_the_conv1d_loop(kernels, streams: list[int], rates)
         assert_agrees(_fused(steps, layer, streams), results[0][0])
 
 
-def _fused(steps: torch.Tensor, layer: DiffusionLayer, streams: list[int]) -> torch.Tensor:
+@pytest.mark.parametrize("rates", [(1,), (1, 2, 4)])
+@pytest.mark.parametrize("streams", [[0], [1, 3], [0, 1, 2, 3]])
+def test_fused_sweep_matches_the_conv1d_loop(kernels, streams: list[int], rates) -> None:
+    """One stream, a pair picked out of four, all four; S=5 slices of L=7 sites, batch 2."""
+    torch.manual_seed(len(streams) + len(rates))
+    _assert_fused_sweep_agrees(_reference_layer(DIRECTIONS, rates), streams, (5, 2, 7))
+
+
+def test_fused_sweep_over_blocks_of_units(kernels) -> None:
+    """Hidden 40: two blocks of 32 units and of the forward's reduction (the second block partly
+    masked), the backward's reduction over 160 gate rows in five; 20 sites in a block of 32."""
+    torch.manual_seed(9)
+    layer = _reference_layer(("down", "left"), (1, 2), hidden=40)
+    _assert_fused_sweep_agrees(layer, [0, 1], (4, 1, 20))
+
+
+def _fused(steps: torch.Tensor, layer: SweepDiffusion, streams: list[int]) -> torch.Tensor:
     return fused_sweep(steps, layer._stream_weights(streams), layer.offsets)
 
 
