@@ -43,6 +43,15 @@ def _tanh(x):
 
 
 @triton.jit
+def _slice_row(streams, length, BLOCK_L: tl.constexpr):
+    """This program's index ``b * D + d``, its batch item ``b`` and stream ``d``, the sites of its
+    slice row and which of them are inside the slice."""
+    program = tl.program_id(0).to(tl.int64)
+    sites = tl.arange(0, BLOCK_L)
+    return program, program // streams, program % streams, sites, sites < length
+
+
+@triton.jit
 def _sweep_forward_kernel(
     steps_ptr,
     weight_ptr,
@@ -67,11 +76,8 @@ def _sweep_forward_kernel(
     """``states[b*D + d, :, s] = h_s`` of stream ``d``, batch item ``b``, for every slice ``s``;
     ``cells`` gets ``c_s`` (``cell_slice_stride`` 0: only the last) and, with ``SAVE_GATES``,
     ``gates`` the pre-activation gates."""
-    program = tl.program_id(0).to(tl.int64)
-    b, d = program // streams, program % streams
+    program, b, d, sites, in_slice = _slice_row(streams, length, BLOCK_L)
     units0, reduce0 = tl.arange(0, BLOCK_H), tl.arange(0, BLOCK_K)
-    sites = tl.arange(0, BLOCK_L)
-    in_slice = sites < length
     four_h = 4 * hidden
     state_base = states_ptr + program * hidden * num_steps * length
     cell_base = cells_ptr + program * hidden * cell_unit_stride
@@ -146,11 +152,8 @@ def _sweep_backward_kernel(
     """``grad_gates`` (the gradient of ``steps``) from the gradient of the states, in reverse
     slice order: ``dh_s`` = the states' gradient + the recurrent filters' transpose applied to
     slice ``s + 1``'s gate gradients (atrous taps mirrored); ``carry`` holds ``dc_{s+1} * f_{s+1}``."""
-    program = tl.program_id(0).to(tl.int64)
-    b, d = program // streams, program % streams
+    program, b, d, sites, in_slice = _slice_row(streams, length, BLOCK_L)
     units0, rows0 = tl.arange(0, BLOCK_H), tl.arange(0, BLOCK_R)
-    sites = tl.arange(0, BLOCK_L)
-    in_slice = sites < length
     four_h = 4 * hidden
     state_base = program * hidden * num_steps * length
     for step in range(num_steps):
