@@ -52,6 +52,70 @@ def _slice_row(streams, length, BLOCK_L: tl.constexpr):
 
 
 @triton.jit
+def _load_gates(pointer, at, gate_stride, mask):
+    """The gates i, f, g, o of a block, in fp32: ``pointer + at`` and the three blocks that
+    follow it ``gate_stride`` apart."""
+    i = tl.load(pointer + at, mask=mask, other=0.0).to(tl.float32)
+    f = tl.load(pointer + at + gate_stride, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(pointer + at + 2 * gate_stride, mask=mask, other=0.0).to(tl.float32)
+    o = tl.load(pointer + at + 3 * gate_stride, mask=mask, other=0.0).to(tl.float32)
+    return i, f, g, o
+
+
+@triton.jit
+def _store_gates(pointer, at, gate_stride, mask, i, f, g, o):
+    """Store four blocks where :func:`_load_gates` loads them."""
+    tl.store(pointer + at, i, mask=mask)
+    tl.store(pointer + at + gate_stride, f, mask=mask)
+    tl.store(pointer + at + 2 * gate_stride, g, mask=mask)
+    tl.store(pointer + at + 3 * gate_stride, o, mask=mask)
+
+
+@triton.jit
+def _add_recurrent_term(
+    i,
+    f,
+    g,
+    o,
+    filters_ptr,
+    offsets_ptr,
+    previous_ptr,
+    unit_stride,
+    units,
+    sites,
+    hidden,
+    length,
+    TAPS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    """The gates of ``units`` plus, tap by tap, the stream's filters (``filters_ptr``:
+    ``(taps, 4 * hidden, hidden)``) times the previous slice's states shifted by the tap's offset
+    (unit ``k`` at site ``l``: ``previous_ptr + k * unit_stride + l``; zero beyond the slice)."""
+    reduce0 = tl.arange(0, BLOCK_K)
+    gate_rows = hidden * hidden
+    for t in range(TAPS):
+        source = sites + tl.load(offsets_ptr + t)
+        heard = (source >= 0) & (source < length)
+        tap = filters_ptr + t * 4 * gate_rows
+        for k in range(0, hidden, BLOCK_K):
+            inner = k + reduce0
+            h_at = previous_ptr + inner[:, None] * unit_stride + source[None, :]
+            h = tl.load(h_at, mask=(inner < hidden)[:, None] & heard[None, :], other=0.0)
+            w_at = tap + units[:, None] * hidden + inner[None, :]
+            w_mask = (units < hidden)[:, None] & (inner < hidden)[None, :]
+            w = tl.load(w_at, mask=w_mask, other=0.0)
+            i = tl.dot(w, h, i, input_precision=INPUT_PRECISION)
+            w = tl.load(w_at + gate_rows, mask=w_mask, other=0.0)
+            f = tl.dot(w, h, f, input_precision=INPUT_PRECISION)
+            w = tl.load(w_at + 2 * gate_rows, mask=w_mask, other=0.0)
+            g = tl.dot(w, h, g, input_precision=INPUT_PRECISION)
+            w = tl.load(w_at + 3 * gate_rows, mask=w_mask, other=0.0)
+            o = tl.dot(w, h, o, input_precision=INPUT_PRECISION)
+    return i, f, g, o
+
+
+@triton.jit
 def _sweep_forward_kernel(
     steps_ptr,
     weight_ptr,
@@ -77,56 +141,68 @@ def _sweep_forward_kernel(
     ``cells`` gets ``c_s`` (``cell_slice_stride`` 0: only the last) and, with ``SAVE_GATES``,
     ``gates`` the pre-activation gates."""
     program, b, d, sites, in_slice = _slice_row(streams, length, BLOCK_L)
-    units0, reduce0 = tl.arange(0, BLOCK_H), tl.arange(0, BLOCK_K)
     four_h = 4 * hidden
-    state_base = states_ptr + program * hidden * num_steps * length
+    unit_stride = num_steps * length
+    state_base = states_ptr + program * hidden * unit_stride
     cell_base = cells_ptr + program * hidden * cell_unit_stride
+    filters = weight_ptr + d * TAPS * four_h * hidden
     for s in range(num_steps):
         row0 = (s * batch + b) * streams * four_h + d * four_h
         for j in range(0, hidden, BLOCK_H):
-            units = j + units0
+            units = j + tl.arange(0, BLOCK_H)
             mask = (units < hidden)[:, None] & in_slice[None, :]
             at = (row0 + units)[:, None] * length + sites[None, :]  # gate i of these units
-            acc_i = tl.load(steps_ptr + at, mask=mask, other=0.0).to(tl.float32)
-            acc_f = tl.load(steps_ptr + at + hidden * length, mask=mask, other=0.0).to(tl.float32)
-            acc_g = tl.load(steps_ptr + at + 2 * hidden * length, mask=mask, other=0.0)
-            acc_o = tl.load(steps_ptr + at + 3 * hidden * length, mask=mask, other=0.0)
-            acc_g, acc_o = acc_g.to(tl.float32), acc_o.to(tl.float32)
+            i, f, g, o = _load_gates(steps_ptr, at, hidden * length, mask)
             if s > 0:
-                for t in range(TAPS):
-                    source = sites + tl.load(offsets_ptr + t)
-                    heard = (source >= 0) & (source < length)
-                    tap = weight_ptr + (d * TAPS + t) * four_h * hidden
-                    for k in range(0, hidden, BLOCK_K):
-                        inner = k + reduce0
-                        h_at = inner[:, None] * num_steps * length + (s - 1) * length
-                        h_mask = (inner < hidden)[:, None] & heard[None, :]
-                        h = tl.load(state_base + h_at + source[None, :], mask=h_mask, other=0.0)
-                        w_at = tap + units[:, None] * hidden + inner[None, :]
-                        w_mask = (units < hidden)[:, None] & (inner < hidden)[None, :]
-                        gate_rows = hidden * hidden
-                        w = tl.load(w_at, mask=w_mask, other=0.0)
-                        acc_i = tl.dot(w, h, acc_i, input_precision=INPUT_PRECISION)
-                        w = tl.load(w_at + gate_rows, mask=w_mask, other=0.0)
-                        acc_f = tl.dot(w, h, acc_f, input_precision=INPUT_PRECISION)
-                        w = tl.load(w_at + 2 * gate_rows, mask=w_mask, other=0.0)
-                        acc_g = tl.dot(w, h, acc_g, input_precision=INPUT_PRECISION)
-                        w = tl.load(w_at + 3 * gate_rows, mask=w_mask, other=0.0)
-                        acc_o = tl.dot(w, h, acc_o, input_precision=INPUT_PRECISION)
+                previous = state_base + (s - 1) * length
+                i, f, g, o = _add_recurrent_term(
+                    i, f, g, o, filters, offsets_ptr, previous, unit_stride, units, sites,
+                    hidden, length, TAPS, BLOCK_K, INPUT_PRECISION,
+                )  # fmt: skip
             if SAVE_GATES:
-                tl.store(gates_ptr + at, acc_i, mask=mask)
-                tl.store(gates_ptr + at + hidden * length, acc_f, mask=mask)
-                tl.store(gates_ptr + at + 2 * hidden * length, acc_g, mask=mask)
-                tl.store(gates_ptr + at + 3 * hidden * length, acc_o, mask=mask)
-            cell = _sigmoid(acc_i) * _tanh(acc_g)
+                _store_gates(gates_ptr, at, hidden * length, mask, i, f, g, o)
+            cell = _sigmoid(i) * _tanh(g)
             c_at = cell_base + units[:, None] * cell_unit_stride + sites[None, :]
             if s > 0:
-                previous = tl.load(c_at + (s - 1) * cell_slice_stride, mask=mask, other=0.0)
-                cell += _sigmoid(acc_f) * previous
+                previous_cell = tl.load(c_at + (s - 1) * cell_slice_stride, mask=mask, other=0.0)
+                cell += _sigmoid(f) * previous_cell
             tl.store(c_at + s * cell_slice_stride, cell, mask=mask)
-            h_at = units[:, None] * num_steps * length + s * length + sites[None, :]
-            tl.store(state_base + h_at, _sigmoid(acc_o) * _tanh(cell), mask=mask)
+            h_at = state_base + units[:, None] * unit_stride + s * length + sites[None, :]
+            tl.store(h_at, _sigmoid(o) * _tanh(cell), mask=mask)
         tl.debug_barrier()  # this slice's states, stored by every thread, feed the next slice
+
+
+@triton.jit
+def _add_recurrent_gradient(
+    dh,
+    filters_t_ptr,
+    offsets_ptr,
+    grad_next_ptr,
+    units,
+    sites,
+    hidden,
+    length,
+    TAPS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    """``dh`` of ``units`` plus, tap by tap, the stream's transposed filters (``filters_t_ptr``:
+    ``(taps, hidden, 4 * hidden)``) times the next slice's gate gradients shifted back by the
+    tap's offset (gate row ``r`` at site ``l``: ``grad_next_ptr + r * length + l``)."""
+    rows0 = tl.arange(0, BLOCK_R)
+    four_h = 4 * hidden
+    for t in range(TAPS):
+        target = sites - tl.load(offsets_ptr + t)
+        heard = (target >= 0) & (target < length)
+        tap = filters_t_ptr + t * hidden * four_h
+        for r in range(0, four_h, BLOCK_R):
+            rows = r + rows0
+            g_at = grad_next_ptr + rows[:, None] * length + target[None, :]
+            grad_next = tl.load(g_at, mask=(rows < four_h)[:, None] & heard[None, :], other=0.0)
+            w_mask = (units < hidden)[:, None] & (rows < four_h)[None, :]
+            w = tl.load(tap + units[:, None] * four_h + rows[None, :], mask=w_mask, other=0.0)
+            dh = tl.dot(w, grad_next, dh, input_precision=INPUT_PRECISION)
+    return dh
 
 
 @triton.jit
@@ -153,53 +229,37 @@ def _sweep_backward_kernel(
     slice order: ``dh_s`` = the states' gradient + the recurrent filters' transpose applied to
     slice ``s + 1``'s gate gradients (atrous taps mirrored); ``carry`` holds ``dc_{s+1} * f_{s+1}``."""
     program, b, d, sites, in_slice = _slice_row(streams, length, BLOCK_L)
-    units0, rows0 = tl.arange(0, BLOCK_H), tl.arange(0, BLOCK_R)
     four_h = 4 * hidden
     state_base = program * hidden * num_steps * length
+    filters_t = weight_t_ptr + d * TAPS * hidden * four_h
     for step in range(num_steps):
         s = num_steps - 1 - step
         row0 = (s * batch + b) * streams * four_h + d * four_h
-        next0 = row0 + batch * streams * four_h  # the same rows of slice s + 1
         for j in range(0, hidden, BLOCK_H):
-            units = j + units0
+            units = j + tl.arange(0, BLOCK_H)
             mask = (units < hidden)[:, None] & in_slice[None, :]
             h_at = state_base + units[:, None] * num_steps * length + s * length + sites[None, :]
             dh = tl.load(grad_states_ptr + h_at, mask=mask, other=0.0)
             if s < num_steps - 1:
-                for t in range(TAPS):
-                    target = sites - tl.load(offsets_ptr + t)
-                    heard = (target >= 0) & (target < length)
-                    tap = weight_t_ptr + (d * TAPS + t) * hidden * four_h
-                    for r in range(0, four_h, BLOCK_R):
-                        rows = r + rows0
-                        g_at = (next0 + rows)[:, None] * length + target[None, :]
-                        g_mask = (rows < four_h)[:, None] & heard[None, :]
-                        grad_next = tl.load(grad_gates_ptr + g_at, mask=g_mask, other=0.0)
-                        w_mask = (units < hidden)[:, None] & (rows < four_h)[None, :]
-                        w_at = tap + units[:, None] * four_h + rows[None, :]
-                        w = tl.load(w_at, mask=w_mask, other=0.0)
-                        dh = tl.dot(w, grad_next, dh, input_precision=INPUT_PRECISION)
+                grad_next = grad_gates_ptr + (row0 + batch * streams * four_h) * length
+                dh = _add_recurrent_gradient(
+                    dh, filters_t, offsets_ptr, grad_next, units, sites, hidden, length,
+                    TAPS, BLOCK_R, INPUT_PRECISION,
+                )  # fmt: skip
             at = (row0 + units)[:, None] * length + sites[None, :]
-            i = _sigmoid(tl.load(gates_ptr + at, mask=mask, other=0.0))
-            f = _sigmoid(tl.load(gates_ptr + at + hidden * length, mask=mask, other=0.0))
-            g = _tanh(tl.load(gates_ptr + at + 2 * hidden * length, mask=mask, other=0.0))
-            o = _sigmoid(tl.load(gates_ptr + at + 3 * hidden * length, mask=mask, other=0.0))
+            i, f, g, o = _load_gates(gates_ptr, at, hidden * length, mask)
+            i, f, g, o = _sigmoid(i), _sigmoid(f), _tanh(g), _sigmoid(o)
             cell = _tanh(tl.load(cells_ptr + h_at, mask=mask, other=0.0))
             dc = dh * o * (1.0 - cell * cell)
-            carry_at = carry_ptr + program * hidden * length + units[:, None] * length
-            carry_at += sites[None, :]
+            carry_at = carry_ptr + (program * hidden + units[:, None]) * length + sites[None, :]
             if s < num_steps - 1:
                 dc += tl.load(carry_at, mask=mask, other=0.0)
             df = dc * 0.0
             if s > 0:
-                previous = tl.load(cells_ptr + h_at - length, mask=mask, other=0.0)
-                df = dc * previous * f * (1.0 - f)
-            tl.store(grad_gates_ptr + at, dc * g * i * (1.0 - i), mask=mask)
-            tl.store(grad_gates_ptr + at + hidden * length, df, mask=mask)
-            tl.store(grad_gates_ptr + at + 2 * hidden * length, dc * i * (1.0 - g * g), mask=mask)
-            tl.store(
-                grad_gates_ptr + at + 3 * hidden * length, dh * cell * o * (1.0 - o), mask=mask
-            )
+                previous_cell = tl.load(cells_ptr + h_at - length, mask=mask, other=0.0)
+                df = dc * previous_cell * f * (1.0 - f)
+            di, dg, do = dc * g * i * (1.0 - i), dc * i * (1.0 - g * g), dh * cell * o * (1.0 - o)
+            _store_gates(grad_gates_ptr, at, hidden * length, mask, di, df, dg, do)
             tl.store(carry_at, dc * f, mask=mask)
         tl.debug_barrier()  # this slice's gate gradients feed the previous slice
 
