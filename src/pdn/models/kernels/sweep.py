@@ -146,6 +146,7 @@ class _FusedSweep(torch.autograd.Function):
         return _as_output(states, steps)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         from .sweep_triton import sweep_backward
 
@@ -155,10 +156,13 @@ class _FusedSweep(torch.autograd.Function):
         grad_gates = sweep_backward(
             grad_states, gates, cells, weight_t, offset_tensor, precision=ctx.precision
         )
-        shaped = states.view(grad.shape)  # (B, D, hidden, S, L)
-        grad_weight = recurrent_weight_gradient(grad_gates, shaped, ctx.offsets)
         steps_dtype, weight_dtype = ctx.dtypes
-        return grad_gates.to(steps_dtype), grad_weight.to(weight_dtype), None, None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            shaped = states.view(grad.shape)  # (B, D, hidden, S, L)
+            grad_weight = recurrent_weight_gradient(grad_gates, shaped, ctx.offsets)
+            grad_weight = grad_weight.to(weight_dtype)
+        return grad_gates.to(steps_dtype), grad_weight, None, None
 
 
 def fused_sweep(
