@@ -28,6 +28,9 @@ import platform
 import re
 import subprocess
 import tempfile
+import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -113,7 +116,6 @@ def agreement(setup: Setup) -> None:
         ]
         print(f"| {'on' if tf32 else 'off'} | " + " | ".join(cells) + " |", flush=True)
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    print()
 
 
 def _models(setup: Setup, forms: tuple[str, ...]) -> dict[str, torch.nn.Module]:
@@ -162,7 +164,6 @@ def kernels(setup: Setup, models: dict[str, torch.nn.Module]) -> None:
         launched = cuda_kernels(prof)
         busy_ms = sum(e.device_time for e in launched) / 1000
         print(f"| {name} | {len(launched)} | {wall_ms:.1f} | {busy_ms:.1f} |", flush=True)
-    print()
 
 
 def heads(setup: Setup, forms: tuple[str, ...]) -> None:
@@ -185,7 +186,6 @@ def heads(setup: Setup, forms: tuple[str, ...]) -> None:
         log=lambda line: print(line, flush=True),
         make_modules=modules,
     )
-    print()
 
 
 def compile_for_hopper() -> None:
@@ -258,13 +258,28 @@ def main() -> None:
     )
     print(f"triton {_triton_version()}")
     forms = _forms()
-    if "triton" in forms:
-        agreement(setup)
     models = _models(setup, forms)
-    latency(setup, models)
-    kernels(setup, models)
-    del models
-    heads(setup, forms)
+    sections = [
+        ("agreement", lambda: agreement(setup) if "triton" in forms else None),
+        ("latency", lambda: latency(setup, models)),
+        ("kernels", lambda: kernels(setup, models)),
+        ("heads", lambda: heads(setup, forms)),
+    ]
+    failed = [name for name, section in sections if not _ran(name, section)]
+    if failed:
+        raise SystemExit(f"sections that failed: {', '.join(failed)}")
+
+
+def _ran(name: str, section: Callable[[], None]) -> bool:
+    """Run one section, timed; on an error print it and go on (one GPU try shows the rest)."""
+    start = time.perf_counter()
+    try:
+        section()
+    except Exception:
+        print(f"section {name} failed:\n{traceback.format_exc(limit=-4)}", flush=True)
+        return False
+    print(f"(section {name}: {time.perf_counter() - start:.0f} s)\n", flush=True)
+    return True
 
 
 if __name__ == "__main__":
