@@ -10,7 +10,8 @@
 # 2. compiles the kernels for sm_90 and shows their register use (no GPU needed);
 # 3. runs tests/test_triton_sweep.py on the GPU (PDN_TEST_DEVICE=cuda; the dry run: interpreted);
 # 4. runs benchmarks/gpu_check.py (agreement, latency, kernel counts, training time).
-# The output also goes to $OUT/gpu_check.log when $OUT is set. Exits non-zero if a step failed.
+# Timeouts 60 + 150 + 240 s (expected well under half). The output also goes to
+# $OUT/gpu_check.log when $OUT is set. Exits non-zero if a step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -35,7 +36,7 @@ fi
 $PYTHON -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'triton', triton.__version__)" || failed=1
 
 echo "== the kernels compiled for sm_90 (registers; a spill shows as stack bytes)"
-env -u TRITON_INTERPRET timeout 120 $PYTHON benchmarks/gpu_check.py --compile-only || failed=1
+env -u TRITON_INTERPRET timeout 60 $PYTHON benchmarks/gpu_check.py --compile-only || failed=1
 
 echo "== tests/test_triton_sweep.py ${DRY_RUN:+(on the CPU, interpreted)}"
 if [[ -n "$DRY_RUN" ]]; then
@@ -46,7 +47,7 @@ fi
 
 echo "== benchmarks/gpu_check.py $DRY_RUN"
 if [[ -n "$DRY_RUN" ]]; then export OMP_NUM_THREADS=1; fi
-timeout 270 $PYTHON benchmarks/gpu_check.py $DRY_RUN || failed=1
+timeout 240 $PYTHON benchmarks/gpu_check.py $DRY_RUN || failed=1
 
 echo "== done (failed steps: $failed)"
 exit $failed
