@@ -259,6 +259,25 @@ def test_bad_options_are_refused() -> None:
         model(torch.randn(1, 1, 64, 64))
 
 
+@pytest.mark.parametrize("output_stride,rates", [(8, (12, 24, 36)), (16, (6, 12, 18))])
+def test_aspp_rates_default_to_the_output_stride(output_stride: int, rates: tuple) -> None:
+    model = pdn.build_model("aspp", 3, backbone="tiny", output_stride=output_stride)
+    atrous = [branch[0].dilation[0] for branch in model.decode_head.branches[1:-1]]
+    assert tuple(atrous) == rates
+    assert "atrous_rates" not in model.model_config
+    given = pdn.build_model("aspp", 3, backbone="tiny", output_stride=16, atrous_rates=(2, 3))
+    assert [branch[0].dilation[0] for branch in given.decode_head.branches[1:-1]] == [2, 3]
+
+
+def test_head_options_are_the_head_keywords() -> None:
+    from pdn.models.build import head_options
+
+    assert head_options("ppm") == ["channels", "bins", "dropout"]
+    assert head_options("aspp") == ["channels", "atrous_rates", "dropout"]
+    with pytest.raises(ConfigError, match="unknown architecture .pdm.; did you mean"):
+        head_options("pdm")
+
+
 @pytest.mark.parametrize("forget_bias", [1.0, 4.0])
 def test_forget_bias_sets_the_forget_gate(forget_bias: float) -> None:
     """With every weight zero and the candidate's bias 1, a "down" sweep's cell follows
