@@ -60,7 +60,7 @@ from .config import (
     to_plain,
 )
 from .explain import CueProbe
-from .logging import Progress, ScalarLog
+from .reporting import Progress, ScalarLog
 
 
 class TrainingDiverged(PdnError):
