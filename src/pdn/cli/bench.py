@@ -23,7 +23,13 @@ def register(subparsers: Any) -> None:
     )
     parser.set_defaults(func=lambda args: _usage(parser))
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    speed = actions.add_parser(
+    _register_latency(actions)
+    _register_speed(actions)
+    _register_ablation(actions)
+
+
+def _register_latency(actions: Any) -> None:
+    latency = actions.add_parser(
         "latency",
         help="time model(x): median latency over repeats, after warm-up",
         description="Build a model with random weights (eval mode, no auxiliary head) and time "
@@ -31,27 +37,25 @@ def register(subparsers: Any) -> None:
         "runs, then --repeats timed runs (CUDA synchronised). Prints one line: median and "
         "quartiles in ms per batch, and images per second at the median.",
     )
-    speed.add_argument("--arch", default="pdn", help="pdn, fcn, aspp or ppm (default: pdn)")
-    speed.add_argument("--backbone", default="resnet50", help="backbone name (default: resnet50)")
-    speed.add_argument("--output-stride", type=int, default=8, help="8, 16 or 32 (default: 8)")
-    speed.add_argument("--classes", type=int, default=150, help="output classes (default: 150)")
-    speed.add_argument(
+    latency.add_argument("--arch", default="pdn", help="pdn, fcn, aspp or ppm (default: pdn)")
+    latency.add_argument("--backbone", default="resnet50", help="backbone name (default: resnet50)")
+    latency.add_argument("--output-stride", type=int, default=8, help="8, 16 or 32 (default: 8)")
+    latency.add_argument("--classes", type=int, default=150, help="output classes (default: 150)")
+    latency.add_argument(
         "--mode", choices=("sweep", "layerwise"), default=None, help="pdn diffusion mode"
     )
-    speed.add_argument("--channels", type=int, default=None, help="head width (default: arch's)")
-    speed.add_argument(
+    latency.add_argument("--channels", type=int, default=None, help="head width (default: arch's)")
+    latency.add_argument(
         "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size"
     )
-    speed.add_argument("--batch", type=int, default=1, help="images per forward pass")
-    speed.add_argument("--warmup", type=int, default=3, help="untimed runs first (default: 3)")
-    speed.add_argument("--repeats", type=int, default=10, help="timed runs (default: 10)")
-    speed.add_argument(
+    latency.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    latency.add_argument("--warmup", type=int, default=3, help="untimed runs first (default: 3)")
+    latency.add_argument("--repeats", type=int, default=10, help="timed runs (default: 10)")
+    latency.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
-    add_runtime_arguments(speed, default_precision="fp32")
-    speed.set_defaults(func=run_latency)
-    _register_speed(actions)
-    _register_ablation(actions)
+    add_runtime_arguments(latency, default_precision="fp32")
+    latency.set_defaults(func=run_latency)
 
 
 def _register_speed(actions: Any) -> None:

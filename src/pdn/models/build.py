@@ -63,7 +63,8 @@ ARCHITECTURES.add(
     "aspp",
     HeadSpec(
         ASPPHead,
-        "DeepLabV3 ASPP baseline; atrous rates (12, 24, 36) at output stride 8, halved per doubling.",
+        "DeepLabV3 ASPP baseline; atrous rates (12, 24, 36) at output stride 8, "
+        "halved per doubling.",
         stride_defaults=_aspp_rates,
     ),
 )
