@@ -4,7 +4,7 @@ from .backbones import Backbone, Normalization, build_backbone, list_backbones
 from .build import build_model, list_architectures
 from .diffusion import DiffusionLayer, DiffusionStack
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
-from .segmentor import SegmentationModel
+from .network import SegmentationModel
 
 __all__ = [
     "ASPPHead",

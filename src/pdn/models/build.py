@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..registry import Registry, close_matches_hint
 from .backbones import build_backbone
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
-from .segmentor import LowLevelSkip, SegmentationModel
+from .network import LowLevelSkip, SegmentationModel
 
 
 def _no_stride_defaults(output_stride: int) -> dict[str, Any]:
