@@ -93,8 +93,9 @@ def test_sweep_equals_torch_lstm() -> None:
 
 
 def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
-    """DESIGN 2.1 written out site by site: for each direction, slice by slice, each site's gates
-    are ``Wx X_s`` plus the recurrent filter's taps over the previous slice's hidden states."""
+    """The sweep of docs/architecture.md (section Sweep) written out site by site: for each
+    direction, slice by slice, each site's gates are ``Wx X_s`` plus the recurrent filter's taps
+    over the previous slice's hidden states."""
     hidden, offsets = layer.hidden, layer.offsets
     batch, _, height, width = x.shape
     gates_in = layer.input_to_state(x).view(batch, len(layer.directions), 4 * hidden, height, width)
