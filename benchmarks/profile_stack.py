@@ -15,9 +15,34 @@ import argparse
 import time
 
 import torch
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from pdn.models import DiffusionStack
+
+
+def profiled_forward(module: nn.Module, x: torch.Tensor) -> tuple[profile, float]:
+    """The profile of one ``module(x)`` under ``inference_mode`` (after two warm-up calls) and
+    its wall time in ms."""
+    cuda = x.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with torch.inference_mode():
+        for _ in range(2):
+            module(x)
+        if cuda:
+            torch.cuda.synchronize(x.device)
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            module(x)
+            if cuda:
+                torch.cuda.synchronize(x.device)
+            wall_ms = 1000 * (time.perf_counter() - start)
+    return prof, wall_ms
+
+
+def cuda_kernels(prof: profile) -> list:
+    """The CUDA kernels a profile saw (none on the CPU)."""
+    return [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
 def main() -> None:
@@ -32,23 +57,12 @@ def main() -> None:
     cuda = device.type == "cuda"
     stack = DiffusionStack(args.channels, 2).to(device).eval()
     x = torch.randn(args.batch, args.channels, args.size, args.size, device=device)
-    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    with torch.inference_mode():
-        for _ in range(2):
-            stack(x)
-        if cuda:
-            torch.cuda.synchronize(device)
-        with profile(activities=activities) as prof:
-            start = time.perf_counter()
-            stack(x)
-            if cuda:
-                torch.cuda.synchronize(device)
-            wall_ms = 1000 * (time.perf_counter() - start)
+    prof, wall_ms = profiled_forward(stack, x)
     averages = prof.key_averages()
     print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     if cuda:
         print(averages.table(sort_by="self_cuda_time_total", row_limit=args.rows))
-        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        kernels = cuda_kernels(prof)
         busy_ms = sum(e.device_time for e in kernels) / 1000
         print(
             f"one forward: {wall_ms:.2f} ms wall (profiled), GPU busy {busy_ms:.2f} ms "

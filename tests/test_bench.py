@@ -237,3 +237,13 @@ def test_speed_command_prints_every_section(capsys) -> None:
 def test_speed_command_refuses_bad_sizes(capsys) -> None:
     assert main(["bench", "speed", "--sizes", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_speed_command_times_whole_models_under_bf16(capsys) -> None:
+    argv = ["bench", "speed", "--sections", "e2e", "scaling", "--backbone", "tiny"]
+    argv += ["--e2e-size", "48", "--scaling-sizes", "48", "64", "--budget", "0.01"]
+    assert main([*argv, "--device", "cpu", "--precision", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "| pdn-tiny (bf16 autocast) |" in out and "| aspp-tiny (bf16 autocast) |" in out
+    assert main([*argv, "--device", "cpu", "--precision", "fp16"]) == 2
+    assert "--precision fp16 needs a CUDA device" in capsys.readouterr().err

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pdn.engine import config as C
 from pdn.errors import ConfigError
+from pdn.models import DiffusionOptions, list_architectures
+from pdn.models.build import head_options
 
 
 def test_default_is_the_demo_config():
@@ -34,6 +38,26 @@ def test_packaged_configs_cover_the_benchmarks():
         "cityscapes_pdn_r101",
         "person_part",
     } <= names
+
+
+def test_model_section_has_a_key_for_every_head_option():
+    """Every option of every head can be set from a config, pdn's diffusion options included; the
+    pdn head's options are its own, then the fields of DiffusionOptions, then dropout."""
+    keys = {item.name for item in dataclasses.fields(C.ModelConfig)}
+    for arch in list_architectures():
+        assert set(head_options(arch)) <= keys, arch
+    diffusion = [item.name for item in dataclasses.fields(DiffusionOptions)]
+    assert head_options("pdn") == ["channels", "num_layers", *diffusion, "dropout"]
+    assert diffusion == [
+        "hidden",
+        "directions",
+        "rates",
+        "kernel_size",
+        "mode",
+        "forget_bias",
+        "chrono_steps",
+    ]
+    assert head_options("aspp") == ["channels", "atrous_rates", "dropout"]
 
 
 def test_overrides_of_the_documented_keys():

@@ -20,8 +20,12 @@ def dataset():
 def test_scenes_are_deterministic_and_labelled_by_their_own_cue(dataset):
     for index in range(3):
         image, mask = dataset[index]
-        again, mask_again = dataset[index]
+        again, mask_again = dataset[index]  # the kept routes give the same sample
         assert torch.equal(image, again) and torch.equal(mask, mask_again)
+        fresh, fresh_mask = pdn.build_dataset(
+            "paths", split="val", size=96, pairs=3, turns=1, num_samples=6
+        )[index]
+        assert torch.equal(image, fresh) and torch.equal(mask, fresh_mask)
         assert image.shape == (3, 96, 96) and mask.dtype == torch.int64
         layout, colours = dataset.layout(index), dataset.colours(index)
         for k, (r, c) in enumerate(layout.objects):
@@ -76,3 +80,9 @@ def test_options_are_checked():
         pdn.build_dataset("paths", split="train", pairs=9)
     with pytest.raises(ConfigError, match="takes no root"):
         pdn.build_dataset("paths", root="/data", split="train")
+
+
+def test_a_layout_that_cannot_fit_is_a_config_error():
+    crowded = pdn.build_dataset("paths", split="val", size=64, pairs=6, turns=8, num_samples=1)
+    with pytest.raises(ConfigError, match="fewer pairs or turns, or a larger size"):
+        crowded.layout(0)

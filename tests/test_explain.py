@@ -62,7 +62,8 @@ def test_layer_influence_equals_the_summed_jacobian() -> None:
     class Wrapper(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stack = pdn.models.DiffusionStack(4, 1, hidden=2, directions=("down", "left"))
+            options = pdn.DiffusionOptions(hidden=2, directions=("down", "left"))
+            self.stack = pdn.models.DiffusionStack(4, 1, options)
             self.stack.layers[0] = layer
 
         def forward(self, t):

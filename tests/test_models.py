@@ -8,8 +8,16 @@ import torch
 
 import pdn
 from pdn.errors import ConfigError
-from pdn.models import DiffusionLayer, DiffusionStack
+from pdn.models import (
+    DiffusionLayer,
+    DiffusionLayerBase,
+    DiffusionOptions,
+    DiffusionStack,
+    LayerwiseDiffusion,
+    SweepDiffusion,
+)
 from pdn.models.diffusion import DIRECTIONS, tap_offsets
+from sweeps import output_and_gradients
 
 ARCHS = ("pdn", "fcn", "aspp", "ppm")
 BACKBONES = [
@@ -151,19 +159,10 @@ def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...
     torch.manual_seed(8)
     layer = DiffusionLayer(8, hidden=4, directions=directions, rates=(1, 3)).train()
     x = torch.randn(2, 8, 5, 7)
-    results = []
-    for recurrence in ("conv1d", "gather"):
-        layer.recurrence = recurrence
-        layer.zero_grad()
-        probe = x.clone().requires_grad_()
-        out = layer(probe)
-        out.square().sum().backward()
-        grads = [probe.grad, *(p.grad for p in layer.parameters())]
-        results.append((out.detach(), grads))
-    (out_a, grads_a), (out_b, grads_b) = results
-    torch.testing.assert_close(out_b, out_a)
-    for grad_b, grad_a in zip(grads_b, grads_a, strict=True):
-        torch.testing.assert_close(grad_b, grad_a)
+    reference = output_and_gradients(layer, x, "conv1d")
+    gathered = output_and_gradients(layer, x, "gather")
+    for result, expected in zip(gathered, reference, strict=True):
+        torch.testing.assert_close(result, expected)
     layer.recurrence = "gathered"
     with pytest.raises(ValueError, match="recurrence must be auto, conv1d or gather"):
         layer(x)
@@ -214,7 +213,7 @@ def test_pdn_reaches_across_the_image_and_fcn_does_not() -> None:
 
 def test_layerwise_passes_state_between_layers() -> None:
     torch.manual_seed(6)
-    stack = DiffusionStack(16, 2, mode="layerwise").eval()
+    stack = DiffusionStack(16, 2, DiffusionOptions(mode="layerwise")).eval()
     assert [layer.rates for layer in stack.layers] == [(1, 2, 4), (2, 4, 8)]
     x = torch.randn(1, 16, 10, 12)
     with torch.no_grad():
@@ -323,6 +322,63 @@ def test_chrono_init_draws_forget_biases_in_range_and_ties_the_input_gate() -> N
     assert pdn.build_model(**model.model_config).model_config == model.model_config
     with pytest.raises(ConfigError, match="chrono_steps"):
         DiffusionLayer(8, chrono_steps=2)
+
+
+# The stored keys and shapes of a tiny pdn model's diffusion layers (64 channels, hidden 16, the
+# default options); checkpoints saved before the two readings became two classes have exactly these.
+_NORM_KEYS = {
+    "norm.weight": (64,),
+    "norm.bias": (64,),
+    "norm.running_mean": (64,),
+    "norm.running_var": (64,),
+    "norm.num_batches_tracked": (),
+}
+_SWEEP_LAYER_KEYS = {
+    "state_to_state": (4, 64, 112),
+    "input_to_state.weight": (256, 64, 1, 1),
+    "input_to_state.bias": (256,),
+    "fuse.weight": (64, 64, 1, 1),
+    **_NORM_KEYS,
+}
+_LAYERWISE_LAYER_KEYS = {
+    "state_to_state": (0,),
+    "input_to_state.weight": (128, 64, 1, 1),
+    "input_to_state.bias": (128,),
+    **{f"axis_convs.{k}.weight": (64, 16, 1, 3) for k in range(3)},  # horizontal axis first
+    **{f"axis_convs.{k}.weight": (64, 16, 3, 1) for k in range(3, 6)},
+    "fuse.weight": (64, 32, 1, 1),
+    **_NORM_KEYS,
+}
+
+
+@pytest.mark.parametrize(
+    "mode,layer_keys", [("sweep", _SWEEP_LAYER_KEYS), ("layerwise", _LAYERWISE_LAYER_KEYS)]
+)
+def test_diffusion_state_dict_keys_are_those_of_stored_checkpoints(
+    mode: str, layer_keys: dict[str, tuple[int, ...]]
+) -> None:
+    model = pdn.build_model("pdn", 3, backbone="tiny", mode=mode)
+    stored = {k: tuple(v.shape) for k, v in model.decode_head.diffusion.state_dict().items()}
+    expected = {f"layers.{i}.{key}": shape for i in (0, 1) for key, shape in layer_keys.items()}
+    assert list(stored.items()) == list(expected.items())  # the order too: optimizer states
+    assert len(model.state_dict()) == 76 + len(expected)
+
+
+@pytest.mark.parametrize("mode,cls", [("sweep", SweepDiffusion), ("layerwise", LayerwiseDiffusion)])
+def test_diffusion_layer_builds_the_class_of_its_mode(mode: str, cls: type) -> None:
+    """``DiffusionLayer(C, **options)`` is ``cls(C, DiffusionOptions(**options))``, draw for draw;
+    a class refuses options of the other mode; list options are stored as tuples."""
+    torch.manual_seed(9)
+    layer = DiffusionLayer(8, mode=mode, directions=["down", "left"], rates=[1, 3])
+    torch.manual_seed(9)
+    direct = cls(8, DiffusionOptions(mode=mode, directions=("down", "left"), rates=(1, 3)))
+    assert type(layer) is cls and isinstance(layer, DiffusionLayerBase)
+    assert layer.mode == mode and layer.directions == ("down", "left") and layer.rates == (1, 3)
+    assert layer.state_dict().keys() == direct.state_dict().keys()
+    assert all(torch.equal(v, direct.state_dict()[k]) for k, v in layer.state_dict().items())
+    other = next(m for m in ("sweep", "layerwise") if m != mode)
+    with pytest.raises(ConfigError, match=f"{cls.__name__} is the '{mode}' mode"):
+        cls(8, DiffusionOptions(mode=other))
 
 
 def test_model_config_rebuilds_the_same_architecture() -> None:

@@ -8,6 +8,7 @@ import math
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from pdn.cli.main import main
 from pdn.engine import checkpoint as ck
 from pdn.engine import seeding
 from pdn.engine import trainer as trainer_module
+from pdn.engine.config import load_config, model_kwargs
 from pdn.errors import CheckpointError
 from pdn.models import build_model
 from pdn.models.weights import load_matching_weights
@@ -99,6 +101,43 @@ def test_short_train_writes_the_run_directory(tmp_path, capsys):
     assert "data: context (5 classes), train 8 samples, val 8; crop 64, batch 2" in header[1]
     assert "recipe: sgd lr 0.01 (head x10), 4 iterations; device cpu" in header[2]
     assert f"run directory {run}" in header[2] and "warning" not in captured.err
+
+
+def _varied_weights(path, overrides) -> str:
+    """Weights for the model of ``overrides`` whose predictions mix classes: BatchNorm statistics
+    spread, the classifier's bias zeroed and its weights scaled up (at initialisation, the bias
+    alone decides every pixel)."""
+    torch.manual_seed(0)
+    model = build_model(**model_kwargs(load_config(None, overrides), 5))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+        model.decode_head.classifier[-1].bias.zero_()
+        model.decode_head.classifier[-1].weight.mul_(20)
+    torch.save(model.state_dict(), path)
+    return str(path)
+
+
+def test_training_scores_the_checkpoint_exactly_as_pdn_eval(tmp_path, capsys):
+    """The final validation of a run and ``pdn eval`` of its last.pt run one evaluation loop: the
+    same confusion matrix and the same metrics.json scores, with data.eval_resize shrinking each
+    64 px scene to 40 px before the forward pass and the prediction scored at the mask's size."""
+    overrides = [*TINY, "data.eval_resize=40", "train.iters=1", "train.lr=1e-30"]
+    overrides.append("train.freeze_bn=true")  # the statistics of _varied_weights stay
+    weights = _varied_weights(tmp_path / "varied.pt", overrides)
+    cfg = load_config(None, [*overrides, f"train.init_from={weights}"])
+    trained = trainer_module.train(cfg, tmp_path / "run")
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--quiet"]) == 0
+    evaluated = np.load(tmp_path / "run" / "eval" / "confusion.npy")
+    np.testing.assert_array_equal(trained.metrics.confusion, evaluated)
+    assert evaluated.sum() == 8 * 64 * 64  # every pixel of the 8 val scenes, at the mask's size
+    assert (evaluated.sum(0) > 0).sum() >= 2  # more than one class predicted
+    scores = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    report = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert {key: report[key] for key in scores} == scores
+    assert "shorter side 40" in capsys.readouterr().out
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
@@ -295,3 +334,40 @@ def test_a_resnet_from_scratch_with_the_sgd_recipe_is_warned_about(tmp_path, cap
     assert f"run directory: {tmp_path / 'run'} (config.yaml, last.pt, log.jsonl)" in captured.out
     assert "warning: the resnet18 backbone starts from scratch" in err
     assert "model.backbone_weights" in err
+
+
+def test_a_frozen_backbone_keeps_its_weights_while_the_head_learns(tmp_path):
+    """``train.backbone_frozen_iters=2``: at step 2 the backbone's weights are its initialisation
+    bit for bit while the head's have moved; from step 3 on the backbone trains too."""
+    frozen = ["train.backbone_frozen_iters=2", "train.checkpoint_interval=2"]
+    assert _train(tmp_path, *frozen, "train.keep_checkpoints=true", "model.aux=false") == 0
+    torch.manual_seed(0)  # as the trainer does with train.seed=0 before building the model
+    initial = build_model("pdn", 5, backbone="tiny", aux=False, channels=16).state_dict()
+    at_2 = ck.load_checkpoint(tmp_path / "run" / "iter_2.pt")["model"]
+    at_4 = ck.load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    backbone = [k for k in initial if k.startswith("backbone.") and k.endswith(".weight")]
+    head = [k for k in initial if k.startswith("decode_head.") and k.endswith(".weight")]
+    assert backbone and head
+    assert all(torch.equal(at_2[k], initial[k]) for k in backbone)
+    assert any(not torch.equal(at_2[k], initial[k]) for k in head)
+    assert any(not torch.equal(at_4[k], initial[k]) for k in backbone)
+
+
+def test_bf16_training_on_the_cpu_runs_under_autocast(tmp_path, capsys):
+    """``train.precision=bf16``: the same steps as fp32 up to bfloat16 rounding (first losses
+    differ, by little), said in the run header; fp16 on the CPU is refused in one line."""
+    assert _train(tmp_path, "train.precision=bf16", out="bf16") == 0
+    printed = capsys.readouterr()
+    assert "precision bf16 autocast" in printed.out + printed.err
+    assert _train(tmp_path, "train.precision=fp32", out="fp32") == 0
+
+    def first_loss(run: str) -> float:
+        rows = [json.loads(line) for line in (tmp_path / run / "log.jsonl").open()]
+        return next(row["loss"] for row in rows if row["kind"] == "train")
+
+    bf16, fp32 = first_loss("bf16"), first_loss("fp32")
+    assert bf16 != fp32 and abs(bf16 - fp32) < 0.05 * fp32
+    capsys.readouterr()
+    assert _train(tmp_path, "train.precision=fp16", out="fp16") == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.precision=fp16 needs a CUDA device" in err and "\n" not in err

@@ -5,7 +5,13 @@ from .data import build_dataset, list_datasets  # noqa: E402
 from .engine.segmenter import Segmenter  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PdnError  # noqa: E402
 from .metrics import SegmentationMetric  # noqa: E402
-from .models import DiffusionLayer, DiffusionStack, build_backbone, build_model  # noqa: E402
+from .models import (  # noqa: E402
+    DiffusionLayer,
+    DiffusionOptions,
+    DiffusionStack,
+    build_backbone,
+    build_model,
+)
 from .version import __version__
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "SegmentationMetric",
     "Segmenter",
     "DiffusionLayer",
+    "DiffusionOptions",
     "DiffusionStack",
     "__version__",
     "build_backbone",

@@ -19,9 +19,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PdnError
+
+if TYPE_CHECKING:
+    from .engine.evaluate import EvalOutcome
 
 NUM_PICTURES = 6
 
@@ -80,15 +83,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(out: Path, overrides: list[str]) -> int:
-    from .data import CONTEXT_LOCAL_MIOU_CEILING
     from .engine.config import load_config
-    from .engine.evaluate import evaluate_checkpoint
-    from .engine.predict import predict_to_folder
-    from .engine.segmenter import Segmenter
-    from .engine.trainer import train
 
     start = time.monotonic()
     cfg = load_config(None, overrides)
+    checkpoint = _train(cfg, out)
+    if checkpoint is None:
+        return 130
+    outcome = _evaluate(checkpoint, out)
+    failures = _label_scenes(cfg, checkpoint, out)
+    if failures:
+        for failure in failures:
+            print(f"pdn demo: error: {failure}", file=sys.stderr)
+        return 2
+    elapsed = time.monotonic() - start
+    _print_summary(outcome, out, elapsed)
+    return 0
+
+
+def _train(cfg, out: Path) -> Path | None:
+    """``pdn train`` into ``out/run`` (the demo's earlier outputs removed first); its
+    ``best.pt``, or None when the run was stopped."""
+    from .data import CONTEXT_LOCAL_MIOU_CEILING
+    from .engine.trainer import train
+
     for name in ("run", "eval", "inputs", "truth", "predictions"):
         shutil.rmtree(out / name, ignore_errors=True)
     print(
@@ -99,26 +117,39 @@ def _run(out: Path, overrides: list[str]) -> int:
     )
     trained = train(cfg, out / "run")
     if trained.stopped_by is not None:
-        return 130
-    checkpoint = out / "run" / "best.pt"
+        return None
+    return out / "run" / "best.pt"
+
+
+def _evaluate(checkpoint: Path, out: Path) -> EvalOutcome:
+    """``pdn eval`` of ``checkpoint`` on the held-out test split, reports in ``out/eval``."""
+    from .engine.evaluate import evaluate_checkpoint
 
     print("\npdn demo: evaluating best.pt on the held-out test split", flush=True)
-    outcome = evaluate_checkpoint(
+    return evaluate_checkpoint(
         checkpoint, out_dir=out / "eval", overrides=["data.val_split=test"], progress=False
     )
+
+
+def _label_scenes(cfg, checkpoint: Path, out: Path) -> list[str]:
+    """``pdn predict`` with panels on the first test scenes (written to ``out/inputs``) into
+    ``out/predictions``; returns the failures."""
+    from .engine.predict import predict_to_folder
+    from .engine.segmenter import Segmenter
 
     inputs = _write_inputs(cfg, out / "inputs")
     segmenter = Segmenter.from_checkpoint(checkpoint, device=cfg.train.device)
     report = predict_to_folder(
         segmenter, list(inputs), out / "predictions", progress=False, panels=True, truths=inputs
     )
-    if report.failures:
-        for failure in report.failures:
-            print(f"pdn demo: error: {failure}", file=sys.stderr)
-        return 2
+    return report.failures
+
+
+def _print_summary(outcome: EvalOutcome, out: Path, elapsed: float) -> None:
+    """The test-split table, whether its mIoU beats a local model, and where the files are."""
+    from .data import CONTEXT_LOCAL_MIOU_CEILING
 
     result = outcome.result
-    elapsed = time.monotonic() - start
     print(f"\ntest split, {outcome.dataset}:")
     print(result.table())
     verdict = (
@@ -143,7 +174,6 @@ def _run(out: Path, overrides: list[str]) -> int:
         f"reports: {out / 'eval'} (metrics.json, confusion.npy, confusion.png); run: {out / 'run'}"
     )
     print(f"done in {elapsed / 60:.1f} min")
-    return 0
 
 
 if __name__ == "__main__":

@@ -92,6 +92,19 @@ TASKS: dict[str, Task] = {
         "128 px away, beyond fcn's 107 px reach; a summary of the whole image leaves 8 candidate "
         "colours), test split (200 scenes); a local model's ceiling is mIoU 0.314",
     ),
+    "paths": Task(
+        "paths",
+        ("data.val_split=test", "train.eval_interval=0"),
+        "paths benchmark, 128x128 scenes, 4 objects each joined to its cue by a winding path of "
+        "its own (2 waypoints), test split (200 scenes); reading the nearest, the in-line or any "
+        "other single cue: mIoU 0.314, the scene's most frequent cue colour: 0.49",
+    ),
+    "fashion": Task(
+        "fashion_scenes",
+        ("data.val_split=test", "train.eval_interval=0"),
+        "fashion_scenes, 256x256 canvases of 2-4 real Fashion-MNIST garments (32-144 px), 11 "
+        "classes, test split (200 scenes from the second half of the test photos)",
+    ),
     "nuclei": Task(
         "nuclei",
         ("train.eval_interval=0",),
@@ -151,6 +164,26 @@ VARIANTS: tuple[Variant, ...] = (
         "aspp-skip",
         "aspp (low-level skip from stage 2)",
         ("model.arch=aspp", "model.low_level_stage=1"),
+    ),
+    Variant(
+        "sweep2-frozen1000",
+        "pdn (sweep, L=2, backbone frozen for the first 1,000 iterations)",
+        ("model.arch=pdn", "model.num_layers=2", "train.backbone_frozen_iters=1000"),
+    ),
+    Variant(
+        "sweep2-headlr4",
+        "pdn (sweep, L=2, new layers at 4x the learning rate)",
+        ("model.arch=pdn", "model.num_layers=2", "train.head_lr_mult=4"),
+    ),
+    Variant(
+        "aspp-headlr4",
+        "aspp (new layers at 4x the learning rate)",
+        ("model.arch=aspp", "train.head_lr_mult=4"),
+    ),
+    Variant(
+        "aspp-frozen1000",
+        "aspp (backbone frozen for the first 1,000 iterations)",
+        ("model.arch=aspp", "train.backbone_frozen_iters=1000"),
     ),
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
@@ -371,6 +404,59 @@ def run_ablation(
     other variants and the same seeds left there, so running the variants in several calls builds
     one table. Rows from other seeds are dropped from the files (their runs stay on disk).
     """
+    plan = _plan(task_name, backbone, seeds, variants, iters, recipe, init_from, Path(out))
+    trained = {variant.key: _train_variant(plan, variant, log) for variant in plan.variants}
+    costs = inference_costs(
+        plan.task.config, {v.key: plan.overrides(v, plan.seeds[0]) for v in plan.variants}
+    )
+    threads = torch.get_num_threads()
+    rows = []
+    for variant in plan.variants:
+        scores, extra = trained[variant.key]
+        rows.append(Row(variant.key, variant.name, scores, *costs[variant.key], extra, threads))
+    rows = _with_earlier_rows(rows, plan, log)
+    _write_results(plan, rows)
+    return rows
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one call of :func:`run_ablation` trains, and the folder its runs and results go to."""
+
+    task_name: str
+    task: Task
+    backbone: str
+    seeds: tuple[int, ...]
+    variants: tuple[Variant, ...]
+    iters: int | None  # None: the config's
+    budget: int  # the iterations each run trains for
+    recipe: tuple[str, ...]
+    init_from: str | Path | None
+    starts: dict[tuple[str, int], Path]  # (variant key, seed) -> first-stage weights
+    folder: Path
+
+    def overrides(self, variant: Variant, seed: int, *, start: bool = False) -> list[str]:
+        """The overrides of one run; with ``start``, also its first-stage weights, if any."""
+        init = (
+            [f"train.init_from={self.starts[variant.key, seed]}"] if start and self.starts else []
+        )
+        return overrides_for(
+            self.task, self.backbone, variant, seed, self.iters, [*self.recipe, *init]
+        )
+
+
+def _plan(
+    task_name: str,
+    backbone: str,
+    seeds: Sequence[int],
+    variants: Sequence[str] | None,
+    iters: int | None,
+    recipe: Sequence[str],
+    init_from: str | Path | None,
+    out: Path,
+) -> _Plan:
+    """The checked arguments of :func:`run_ablation`; raises ``ConfigError`` before anything
+    trains."""
     if task_name not in TASKS:
         raise ConfigError(
             f"unknown ablation task {task_name!r}{close_matches_hint(task_name, list(TASKS))} "
@@ -393,51 +479,69 @@ def run_ablation(
     if init_from is not None:
         starts = first_stage_weights(init_from, selected, seeds)
         suffix += f"-from-{Path(init_from).resolve().name}"
-    folder = Path(out) / f"{task_name}-{backbone}{suffix}"
-    scores: dict[str, dict[int, float]] = {}
-    extra: dict[str, dict[str, Any]] = {}
-    for variant in selected:
-        scores[variant.key], extra[variant.key] = {}, {}
-        for seed in seeds:
-            start = [f"train.init_from={starts[variant.key, seed]}"] if starts else []
-            overrides = overrides_for(task, backbone, variant, seed, iters, [*recipe, *start])
-            metrics = train_run(task.config, overrides, folder / variant.key / f"seed{seed}")
-            scores[variant.key][seed] = float(metrics["mIoU"])
-            for name, values in metrics["per_class"].items():
-                if values["IoU"] is not None:
-                    extra[variant.key].setdefault(f"IoU {name}", []).append(values["IoU"])
-            log(f"{task_name}/{backbone} {variant.name} seed {seed}: mIoU {metrics['mIoU']:.4f}")
-    costs = inference_costs(
-        task.config,
-        {v.key: overrides_for(task, backbone, v, seeds[0], iters, recipe) for v in selected},
+    return _Plan(
+        task_name=task_name,
+        task=task,
+        backbone=backbone,
+        seeds=tuple(seeds),
+        variants=tuple(selected),
+        iters=iters,
+        budget=budget,
+        recipe=tuple(recipe),
+        init_from=init_from,
+        starts=starts,
+        folder=out / f"{task_name}-{backbone}{suffix}",
     )
-    threads = torch.get_num_threads()
-    rows = [
-        Row(v.key, v.name, scores[v.key], *costs[v.key], extra[v.key], threads) for v in selected
-    ]
-    results = folder / "results.json"
-    measured = {row.key for row in rows}
-    earlier = [r for r in _earlier_rows(results, seeds, budget, log) if r.key not in measured]
-    rows = sorted(rows + earlier, key=lambda row: VARIANT_KEYS.index(row.key))
-    folder.mkdir(parents=True, exist_ok=True)
-    results.write_text(
-        json.dumps(
-            {
-                "task": task_name,
-                "description": task.description,
-                "backbone": backbone,
-                "seeds": list(seeds),
-                "iters": budget,
-                "recipe": list(recipe),
-                "init_from": str(init_from) if init_from is not None else None,
-                "rows": [row.__dict__ | {"mean": row.mean, "std": row.std} for row in rows],
-            },
-            indent=2,
+
+
+def _train_variant(
+    plan: _Plan, variant: Variant, log: Any
+) -> tuple[dict[int, float], dict[str, list[float]]]:
+    """Train (or reuse) the runs of ``variant``, one per seed; returns its held-out mIoU per seed
+    and, per class, ``"IoU NAME"`` -> the IoUs of the seeds where the class was scored."""
+    scores: dict[int, float] = {}
+    extra: dict[str, list[float]] = {}
+    for seed in plan.seeds:
+        overrides = plan.overrides(variant, seed, start=True)
+        run_dir = plan.folder / variant.key / f"seed{seed}"
+        metrics = train_run(plan.task.config, overrides, run_dir)
+        scores[seed] = float(metrics["mIoU"])
+        for name, values in metrics["per_class"].items():
+            if values["IoU"] is not None:
+                extra.setdefault(f"IoU {name}", []).append(values["IoU"])
+        log(
+            f"{plan.task_name}/{plan.backbone} {variant.name} seed {seed}: "
+            f"mIoU {metrics['mIoU']:.4f}"
         )
-        + "\n"
-    )
-    (folder / "table.md").write_text(markdown_table(rows) + "\n")
-    return rows
+    return scores, extra
+
+
+def _write_results(plan: _Plan, rows: Sequence[Row]) -> None:
+    """``results.json`` (the call's settings and ``rows``) and ``table.md`` in ``plan.folder``."""
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    results = {
+        "task": plan.task_name,
+        "description": plan.task.description,
+        "backbone": plan.backbone,
+        "seeds": list(plan.seeds),
+        "iters": plan.budget,
+        "recipe": list(plan.recipe),
+        "init_from": str(plan.init_from) if plan.init_from is not None else None,
+        "rows": [row.__dict__ | {"mean": row.mean, "std": row.std} for row in rows],
+    }
+    (plan.folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (plan.folder / "table.md").write_text(markdown_table(rows) + "\n")
+
+
+def _with_earlier_rows(rows: list[Row], plan: _Plan, log: Any) -> list[Row]:
+    """``rows`` and the rows of variants not measured now that ``plan.folder/results.json`` holds
+    from a call with the same seeds and iterations, in the table's order."""
+    results = plan.folder / "results.json"
+    measured = {row.key for row in rows}
+    earlier = [
+        r for r in _earlier_rows(results, plan.seeds, plan.budget, log) if r.key not in measured
+    ]
+    return sorted(rows + earlier, key=lambda row: VARIANT_KEYS.index(row.key))
 
 
 def _earlier_rows(results: Path, seeds: Sequence[int], iters: int, log: Any) -> list[Row]:

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..models import build_model
 from ..models.build import ARCHITECTURES
-from ..models.diffusion import DiffusionLayer, DiffusionStack
+from ..models.diffusion import DiffusionStack, SweepDiffusion
 from .timing import (
     Timing,
     count_parameters,
@@ -79,7 +79,7 @@ def context_modules(channels: int, num_classes: int) -> dict[str, nn.Module]:
     return modules
 
 
-def diffusion_flops(layer: DiffusionLayer, height: int, width: int) -> int:
+def diffusion_flops(layer: SweepDiffusion, height: int, width: int) -> int:
     """Useful FLOPs of one ``sweep`` layer on one ``(C, height, width)`` map (multiply-add = 2).
 
     Input-to-state and fusion 1x1 convolutions over every site; the recurrent filters (their
@@ -129,12 +129,14 @@ def run_heads(
     device: torch.device,
     budget: Budget,
     log: Callable[[str], None] = print,
+    make_modules: Callable[[int, int], dict[str, nn.Module]] = context_modules,
 ) -> list[dict[str, Any]]:
-    """One record per (module, size, batch): forward and training latency, training memory."""
+    """One record per (module, size, batch): forward and training latency, training memory, of
+    the modules ``make_modules(channels, num_classes)`` (default: :func:`context_modules`)."""
     # A process's first timed module pays one-time costs (thread pool, allocator, oneDNN kernels)
     # that the per-measurement warm-up does not absorb: run every module once before timing any.
     warm = torch.randn(batches[0], channels, sizes[0], sizes[0], device=device)
-    for module in context_modules(channels, num_classes).values():
+    for module in make_modules(channels, num_classes).values():
         for _ in range(2):
             training_call(module.to(device).train(), warm)()
     rows = []
@@ -142,7 +144,7 @@ def run_heads(
         for batch in batches:
             modules = {
                 name: module.to(device)
-                for name, module in context_modules(channels, num_classes).items()
+                for name, module in make_modules(channels, num_classes).items()
             }
             torch.manual_seed(0)
             x = torch.randn(batch, channels, size, size, device=device)
@@ -229,8 +231,16 @@ def run_efficiency(
     return rows
 
 
-def _model(arch: str, backbone: str, device: torch.device) -> nn.Module:
-    return build_model(arch, 150, backbone=backbone, aux=False).to(device).eval()
+def _model(arch: str, backbone: str, device: torch.device, precision: str = "fp32") -> nn.Module:
+    """``arch`` on ``backbone`` for 150 classes in eval mode, run under ``precision``'s autocast."""
+    from ..engine.inference import AutocastModel
+
+    model = build_model(arch, 150, backbone=backbone, aux=False).to(device).eval()
+    return model if precision == "fp32" else AutocastModel(model, precision)
+
+
+def _precision_note(precision: str) -> str:
+    return "" if precision == "fp32" else f" ({precision} autocast)"
 
 
 def run_end_to_end(
@@ -241,11 +251,13 @@ def run_end_to_end(
     device: torch.device,
     budget: Budget,
     compile_mode: str | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²,
     all on one input, timed round by round against each other; an arch named twice is measured
-    once. With ``compile_mode`` every model runs compiled by ``torch.compile`` in that mode."""
-    models = {arch: _model(arch, backbone, device) for arch in archs}
+    once. With ``compile_mode`` every model runs compiled by ``torch.compile`` in that mode, and
+    under ``precision``'s autocast (``bf16``, ``fp16``) when not ``fp32``."""
+    models = {arch: _model(arch, backbone, device, precision) for arch in archs}
     runs = {arch: compiled_module(model, compile_mode) for arch, model in models.items()}
     x = torch.randn(1, 3, size, size, device=device)
     calls = {arch: forward_call(model, x) for arch, model in runs.items()}
@@ -255,7 +267,7 @@ def run_end_to_end(
     timings = measure(calls, device, budget)
     return [
         {
-            "model": f"{arch}-{backbone}{_compiled_note(compile_mode)}",
+            "model": f"{arch}-{backbone}{_compiled_note(compile_mode)}{_precision_note(precision)}",
             "size": size,
             "parameters": count_parameters(model),
             "forward_ms": _ms(timings[arch]),
@@ -280,11 +292,12 @@ def run_scaling(
     *,
     device: torch.device,
     budget: Budget,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Forward latency of each ``arch``-``backbone`` at each ``size``² (the models timed round by
-    round against each other at each size) and each one's fitted exponent; an arch named twice
-    is measured once."""
-    models = {arch: _model(arch, backbone, device) for arch in archs}
+    round against each other at each size, under ``precision``'s autocast) and each one's fitted
+    exponent; an arch named twice is measured once."""
+    models = {arch: _model(arch, backbone, device, precision) for arch in archs}
     points: dict[str, list[dict[str, Any]]] = {arch: [] for arch in archs}
     for size in sizes:
         x = torch.randn(1, 3, size, size, device=device)
@@ -295,7 +308,7 @@ def run_scaling(
             arch_points.append({"size": size, "forward_ms": _ms(timings[arch])})
     return [
         {
-            "model": f"{arch}-{backbone}",
+            "model": f"{arch}-{backbone}{_precision_note(precision)}",
             "points": arch_points,
             "exponent": fit_exponent(
                 [p["size"] ** 2 for p in arch_points], [p["forward_ms"] for p in arch_points]

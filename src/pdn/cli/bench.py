@@ -4,11 +4,45 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
+from ..vocabulary import PRECISIONS
 from .predict import add_runtime_arguments
 
 HELP = "benchmarks: speed (stack vs heads vs the machine), ablation (the claim), latency (a model)"
+
+LATENCY_DESCRIPTION = (
+    "Build a model with random weights (eval mode, no auxiliary head) and time "
+    "its forward pass on random normalised input of --batch x 3 x H x W: --warmup untimed "
+    "runs, then --repeats timed runs (CUDA synchronised). Prints one line: median and "
+    "quartiles in ms per batch, and images per second at the median."
+)
+SPEED_DESCRIPTION = (
+    "Measure in one process, with warm-up and medians: (heads) the 2-layer "
+    "diffusion stack and the PDN, ASPP and PPM heads on B x C x s x s feature maps, forward, "
+    "forward+backward and training memory (CUDA: the allocator's peak; CPU: the tensors "
+    "autograd saves); (efficiency) the stack's achieved GFLOP/s over a dense 3x3 conv's of "
+    "the same width; (e2e) PDN against ASPP end to end; (scaling) PDN's latency at several "
+    "input sizes, beside fcn on the same backbone, and the fitted exponents of latency ~ "
+    "pixels ** a. What a table compares (the modules on one map; the stack, the conv and "
+    "the GEMM; the models at one input size) is timed round by round against each other, so "
+    "a slow stretch of the machine falls on all of them alike. Prints Markdown tables."
+)
+ABLATION_DESCRIPTION = (
+    "Train every variant on TASK with the same backbone, data, optimizer, "
+    "iterations and seeds (each run is 'pdn train' in a subprocess, into OUT/TASK-BACKBONE/"
+    "VARIANT/seedN), score the final weights on held-out data, time the deployed models on one "
+    "held-out image on the CPU, round by round against each other, and print a Markdown table "
+    "(also written to OUT/TASK-BACKBONE/results.json and table.md, which keep the rows of "
+    "earlier calls with other variants and the same seeds; a budget other than the config's "
+    "gets the folder OUT/TASK-BACKBONE-Niters, a recipe changed with --set the folder "
+    "OUT/TASK-BACKBONE-KEY=VALUE, runs started with --init-from the folder "
+    "OUT/TASK-BACKBONE-from-NAME). Finished runs are reused and interrupted ones "
+    "resumed, so running the command again continues an interrupted ablation, and running it "
+    "again with every variant re-times them all under the same conditions. "
+    "Variants: {variants}."
+)
 
 
 def register(subparsers: Any) -> None:
@@ -28,14 +62,18 @@ def register(subparsers: Any) -> None:
     _register_ablation(actions)
 
 
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, the same for every action that runs on a device of the user's choice."""
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+
+
 def _register_latency(actions: Any) -> None:
     latency = actions.add_parser(
         "latency",
         help="time model(x): median latency over repeats, after warm-up",
-        description="Build a model with random weights (eval mode, no auxiliary head) and time "
-        "its forward pass on random normalised input of --batch x 3 x H x W: --warmup untimed "
-        "runs, then --repeats timed runs (CUDA synchronised). Prints one line: median and "
-        "quartiles in ms per batch, and images per second at the median.",
+        description=LATENCY_DESCRIPTION,
     )
     latency.add_argument("--arch", default="pdn", help="pdn, fcn, aspp or ppm (default: pdn)")
     latency.add_argument("--backbone", default="resnet50", help="backbone name (default: resnet50)")
@@ -51,30 +89,27 @@ def _register_latency(actions: Any) -> None:
     latency.add_argument("--batch", type=int, default=1, help="images per forward pass")
     latency.add_argument("--warmup", type=int, default=3, help="untimed runs first (default: 3)")
     latency.add_argument("--repeats", type=int, default=10, help="timed runs (default: 10)")
-    latency.add_argument(
-        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
-    )
+    _add_device_argument(latency)
     add_runtime_arguments(latency, default_precision="fp32")
     latency.set_defaults(func=run_latency)
 
 
 def _register_speed(actions: Any) -> None:
-    from ..bench.speed import SECTIONS
-    from ..engine.inference import COMPILE_MODES
-
     speed = actions.add_parser(
         "speed",
         help="the diffusion stack against ASPP/PPM and a dense conv; PDN vs ASPP; size scaling",
-        description="Measure in one process, with warm-up and medians: (heads) the 2-layer "
-        "diffusion stack and the PDN, ASPP and PPM heads on B x C x s x s feature maps, forward, "
-        "forward+backward and training memory (CUDA: the allocator's peak; CPU: the tensors "
-        "autograd saves); (efficiency) the stack's achieved GFLOP/s over a dense 3x3 conv's of "
-        "the same width; (e2e) PDN against ASPP end to end; (scaling) PDN's latency at several "
-        "input sizes, beside fcn on the same backbone, and the fitted exponents of latency ~ "
-        "pixels ** a. What a table compares (the modules on one map; the stack, the conv and "
-        "the GEMM; the models at one input size) is timed round by round against each other, so "
-        "a slow stretch of the machine falls on all of them alike. Prints Markdown tables.",
+        description=SPEED_DESCRIPTION,
     )
+    _add_speed_feature_map_arguments(speed)
+    _add_speed_model_arguments(speed)
+    _add_speed_timing_arguments(speed)
+    speed.set_defaults(func=run_speed)
+
+
+def _add_speed_feature_map_arguments(speed: argparse.ArgumentParser) -> None:
+    """The sections to run and the feature maps of the heads and efficiency sections."""
+    from ..bench.speed import SECTIONS
+
     speed.add_argument(
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default: all"
     )
@@ -88,6 +123,10 @@ def _register_speed(actions: Any) -> None:
     speed.add_argument(
         "--efficiency-size", type=int, default=64, help="efficiency: s (default: 64)"
     )
+
+
+def _add_speed_model_arguments(speed: argparse.ArgumentParser) -> None:
+    """The whole models of the e2e and scaling sections and their input sizes."""
     speed.add_argument(
         "--backbone", default="resnet50", help="e2e and scaling backbone (default: resnet50)"
     )
@@ -105,6 +144,12 @@ def _register_speed(actions: Any) -> None:
         default=["pdn", "fcn"],
         help="scaling models on --backbone; fcn shows what the backbone alone does (default: pdn fcn)",
     )
+
+
+def _add_speed_timing_arguments(speed: argparse.ArgumentParser) -> None:
+    """How long and how the competitors are timed, on which device, and where raw results go."""
+    from ..engine.inference import COMPILE_MODES
+
     speed.add_argument(
         "--budget",
         type=float,
@@ -122,16 +167,19 @@ def _register_speed(actions: Any) -> None:
         f"{', '.join(COMPILE_MODES)} (default: default; reduce-overhead replays CUDA graphs, "
         "which a GPU needs for the sweep; compiling the stack's loop takes minutes)",
     )
-    speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
     speed.add_argument(
-        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="e2e and scaling: autocast dtype of the whole models (bf16 also on the CPU, fp16 "
+        "on CUDA only; default: fp32)",
     )
-    speed.set_defaults(func=run_speed)
+    speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
+    _add_device_argument(speed)
 
 
 def run_speed(args: argparse.Namespace) -> int:
     import json
-    import platform
 
     import torch
 
@@ -142,8 +190,31 @@ def run_speed(args: argparse.Namespace) -> int:
     sizes = [*args.sizes, *args.scaling_sizes, args.e2e_size, args.efficiency_size]
     if min(sizes) < 1 or args.channels < 4 or min(args.batches) < 1 or args.budget <= 0:
         raise ConfigError("sizes, batches and --budget must be positive and --channels >= 4")
+    if "scaling" in args.sections and len(set(args.scaling_sizes)) < 2:
+        raise ConfigError("--scaling-sizes needs at least two different sizes to fit an exponent")
     device = default_device(args.device)
-    budget = bench.Budget(seconds=args.budget)
+    if args.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"--precision fp16 needs a CUDA device, got {device}; use bf16 on the CPU"
+        )
+    timing = {"device": device, "budget": bench.Budget(seconds=args.budget)}
+    print(_device_line(device))
+    results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
+    for section, run in _SPEED_SECTIONS.items():
+        if section in args.sections:
+            results[section] = run(args, timing)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
+
+
+def _device_line(device: Any) -> str:
+    """``device: ...`` naming the device, its threads (CPU) or TF32 settings (CUDA), and torch."""
+    import platform
+
+    import torch
+
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     if device.type == "cpu":
         threads = f", {torch.get_num_threads()} threads"
@@ -152,75 +223,95 @@ def run_speed(args: argparse.Namespace) -> int:
             f", TF32 convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}, "
             f"TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
         )
-    print(f"device: {device} ({where or platform.machine()}{threads}), torch {torch.__version__}")
-    results: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
-    if "heads" in args.sections:
-        print(bench.heads_table([]), flush=True)  # the header; each row prints once measured
-        rows = bench.run_heads(
-            args.sizes,
-            args.batches,
-            channels=args.channels,
-            num_classes=150,
-            device=device,
-            budget=budget,
-            log=lambda line: print(line, flush=True),
-        )
-        results["heads"] = rows
-        print()
-    if "efficiency" in args.sections:
-        rows = bench.run_efficiency(
-            args.efficiency_size,
-            args.batches,
-            channels=args.channels,
-            device=device,
-            budget=budget,
-            compile_mode=args.compile,
-        )
-        results["efficiency"] = rows
-        print(bench.efficiency_table(rows) + "\n", flush=True)
-    if "e2e" in args.sections:
-        rows = bench.run_end_to_end(
-            ("pdn", "aspp"),
-            args.backbone,
-            args.e2e_size,
-            device=device,
-            budget=budget,
-            compile_mode=args.compile,
-        )
-        results["e2e"] = rows
-        print(bench.end_to_end_table(rows) + "\n", flush=True)
-    if "scaling" in args.sections:
-        scaling = bench.run_scaling(
-            args.scaling_archs, args.backbone, args.scaling_sizes, device=device, budget=budget
-        )
-        results["scaling"] = scaling
-        print(bench.scaling_table(scaling) + "\n", flush=True)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
-    return 0
+    return f"device: {device} ({where or platform.machine()}{threads}), torch {torch.__version__}"
+
+
+# Each section below takes the parsed arguments and ``timing``: the ``device`` and ``budget``
+# keywords of every bench.speed.run_* function. It prints its table and returns its results.
+
+
+def _speed_heads(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
+    from ..bench import speed as bench
+
+    print(bench.heads_table([]), flush=True)  # the header; each row prints once measured
+    rows = bench.run_heads(
+        args.sizes,
+        args.batches,
+        channels=args.channels,
+        num_classes=150,
+        log=lambda line: print(line, flush=True),
+        **timing,
+    )
+    print()
+    return rows
+
+
+def _speed_efficiency(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
+    from ..bench import speed as bench
+
+    rows = bench.run_efficiency(
+        args.efficiency_size,
+        args.batches,
+        channels=args.channels,
+        compile_mode=args.compile,
+        **timing,
+    )
+    print(bench.efficiency_table(rows) + "\n", flush=True)
+    return rows
+
+
+def _speed_end_to_end(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
+    from ..bench import speed as bench
+
+    rows = bench.run_end_to_end(
+        ("pdn", "aspp"),
+        args.backbone,
+        args.e2e_size,
+        compile_mode=args.compile,
+        precision=args.precision,
+        **timing,
+    )
+    print(bench.end_to_end_table(rows) + "\n", flush=True)
+    return rows
+
+
+def _speed_scaling(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
+    from ..bench import speed as bench
+
+    scaling = bench.run_scaling(
+        args.scaling_archs, args.backbone, args.scaling_sizes, precision=args.precision, **timing
+    )
+    print(bench.scaling_table(scaling) + "\n", flush=True)
+    return scaling
+
+
+# Each section of ``pdn bench speed``, in the order it runs (and its results are written).
+_SPEED_SECTIONS = {
+    "heads": _speed_heads,
+    "efficiency": _speed_efficiency,
+    "e2e": _speed_end_to_end,
+    "scaling": _speed_scaling,
+}
 
 
 def _register_ablation(actions: Any) -> None:
-    from ..bench.ablation import BACKBONE_OVERRIDES, TASKS, VARIANTS
+    from ..bench.ablation import VARIANTS
 
     variants = "; ".join(f"{v.key}: {v.name}" for v in VARIANTS)
     ablation = actions.add_parser(
         "ablation",
         help="train baseline heads and PDN variants with the same budget and seeds, table mIoU",
-        description="Train every variant on TASK with the same backbone, data, optimizer, "
-        "iterations and seeds (each run is 'pdn train' in a subprocess, into OUT/TASK-BACKBONE/"
-        "VARIANT/seedN), score the final weights on held-out data, time the deployed models on one "
-        "held-out image on the CPU, round by round against each other, and print a Markdown table "
-        "(also written to OUT/TASK-BACKBONE/results.json and table.md, which keep the rows of "
-        "earlier calls with other variants and the same seeds; a budget other than the config's "
-        "gets the folder OUT/TASK-BACKBONE-Niters, a recipe changed with --set the folder "
-        "OUT/TASK-BACKBONE-KEY=VALUE, runs started with --init-from the folder "
-        "OUT/TASK-BACKBONE-from-NAME). Finished runs are reused and interrupted ones "
-        "resumed, so running the command again continues an interrupted ablation, and running it "
-        "again with every variant re-times them all under the same conditions. "
-        f"Variants: {variants}.",
+        description=ABLATION_DESCRIPTION.format(variants=variants),
     )
+    _add_ablation_run_arguments(ablation)
+    _add_ablation_recipe_arguments(ablation)
+    ablation.set_defaults(func=run_ablation)
+
+
+def _add_ablation_run_arguments(ablation: argparse.ArgumentParser) -> None:
+    """What is trained: the task, the backbone, the variants, the seeds and the iterations."""
+    from ..bench.ablation import BACKBONE_OVERRIDES, TASKS
+
     ablation.add_argument(
         "task",
         choices=sorted(TASKS),
@@ -245,6 +336,10 @@ def _register_ablation(actions: Any) -> None:
     ablation.add_argument(
         "--iters", type=int, default=None, help="training iterations (default: the config's)"
     )
+
+
+def _add_ablation_recipe_arguments(ablation: argparse.ArgumentParser) -> None:
+    """How every run trains (--set, --init-from) and where the runs go (--out)."""
     ablation.add_argument(
         "--set",
         action="append",
@@ -264,7 +359,6 @@ def _register_ablation(actions: Any) -> None:
     ablation.add_argument(
         "--out", default="runs/ablation", metavar="DIR", help="default: runs/ablation"
     )
-    ablation.set_defaults(func=run_ablation)
 
 
 def run_ablation(args: argparse.Namespace) -> int:

@@ -16,9 +16,10 @@ Objects, paths and background look the same in every scene whatever the colours;
 are coloured. Layouts are drawn so that an object's own cue is neither the cue nearest to it nor
 the one closest to its column or row, so guessing from those is as good as guessing blind.
 
-**Generation.** Sample ``i`` draws its layout from one random stream seeded by ``(seed, split,
-i, 0)`` and its cue colours from another, ``(seed, split, i, 1)``: each cue's colour is uniform
-over the 4 and independent of everything else. The same layout painted with two colourings
+**Generation.** Sample ``i`` draws its routes from one random stream seeded by ``(seed, split,
+i, 0)``, its cue colours from another, ``(seed, split, i, 1)``, and its background texture from a
+third, ``(seed, split, i, 2)``: each cue's colour is uniform over the 4 and independent of
+everything else. The same layout painted with two colourings
 differs only on the cues, while its objects' labels differ.
 
 **Bounds.** A model whose prediction at an object pixel depends on no pixel of that object's
@@ -30,8 +31,9 @@ Reading the scene's most frequent cue colour does better, because the object's o
 of the cues counted: :func:`mode_guess_miou` gives its exact expected mIoU.
 
 **Cost.** The routes are searched in Python: a 128 px scene with 4 pairs and 2 turns takes
-0.3 s on dev-cpu with both cores busy (the context benchmark: about a millisecond), so training
-on it needs ``data.num_workers``; it has no configs or ablation task yet.
+about 45 ms on dev-cpu with both cores busy (the context benchmark: about a millisecond). A
+dataset keeps the routes it has drawn (a few hundred bytes a scene), so from the second epoch on
+a sample costs only its painting and background.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from .registry import check_split, register_dataset
 CELL = 4  # px per grid cell
 BLOCK = 2  # cells per side of a cue or an object
 PATH_GREY = 150
+WAYPOINT_MARGIN = 4  # cells (plus 1 per turn) a path's waypoints may lie beyond its ends' box
 LOCAL_MIOU_CEILING = 11 / 35
 PATHS_CLASSES = tuple(name.replace("-cue", "-cue path") for name in CONTEXT_CLASSES)
 
@@ -162,12 +165,15 @@ def _assignment(
     cues: list[tuple[int, int]], objects: list[tuple[int, int]], rng: np.random.Generator
 ) -> list[int] | None:
     """A cue for each object that is neither its nearest cue nor the one closest in line
-    (smallest row or column offset), or None when 64 random tries find none."""
+    (smallest row or column offset), nor tied with one, or None when 64 random tries find none."""
     cue_centres = np.stack([_centre(c) for c in cues])
     banned = []
     for obj in objects:
         offset = np.abs(cue_centres - _centre(obj))
-        banned.append({int(np.argmin(np.hypot(*offset.T))), int(np.argmin(offset.min(1)))})
+        distance, in_line = np.hypot(*offset.T), offset.min(1)
+        ties = np.flatnonzero(distance == distance.min()).tolist()  # every cue tied for nearest
+        ties += np.flatnonzero(in_line == in_line.min()).tolist()
+        banned.append(set(ties))
     for _ in range(64):
         order = [int(k) for k in rng.permutation(len(cues))]
         if all(order[k] not in banned[k] for k in range(len(objects))):
@@ -183,12 +189,26 @@ def _route_pair(
     turns: int,
     rng: np.random.Generator,
 ) -> list[tuple[int, int]] | None:
-    """Cells from the cue's border through ``turns`` random waypoints to the object's border."""
+    """Cells from the cue's border through ``turns`` random waypoints to the object's border.
+
+    The waypoints lie in the box around the cue and the object widened by
+    :data:`WAYPOINT_MARGIN` + ``turns`` cells, so a path winds sideways and back without sealing off the
+    rest of the scene (waypoints anywhere made 21 layouts fail for each one drawn).
+    """
     starts = sorted(_ring(cue, grid) - blocked)
     goal = _ring(obj, grid) - blocked
     if not starts or not goal:
         return None
-    free = [(r, c) for r in range(grid) for c in range(grid) if (r, c) not in blocked]
+    margin = WAYPOINT_MARGIN + turns
+    rows = range(
+        max(0, min(cue[0], obj[0]) - margin), min(grid, max(cue[0], obj[0]) + BLOCK + margin)
+    )
+    cols = range(
+        max(0, min(cue[1], obj[1]) - margin), min(grid, max(cue[1], obj[1]) + BLOCK + margin)
+    )
+    free = [(r, c) for r in rows for c in cols if (r, c) not in blocked]
+    if len(free) < turns:
+        return None
     for _ in range(8):  # new waypoints when a route runs into a dead end
         waypoints = [free[int(k)] for k in rng.choice(len(free), size=turns, replace=False)]
         route = [starts[int(rng.integers(len(starts)))]]
@@ -203,8 +223,12 @@ def _route_pair(
     return None
 
 
-def draw_layout(rng: np.random.Generator, size: int, pairs: int, turns: int) -> PathsLayout:
-    """Draw a scene's layout from ``rng`` (retrying until every pair has its path)."""
+Routes = tuple[list[tuple[int, int]], list[tuple[int, int]], list[list[tuple[int, int]]]]
+
+
+def draw_routes(rng: np.random.Generator, size: int, pairs: int, turns: int) -> Routes:
+    """Draw a scene's cues, objects and paths from ``rng`` (retrying until every pair has its
+    path): the ``cues``, ``objects`` and ``paths`` of a :class:`PathsLayout`."""
     grid = size // CELL
     for _ in range(200):
         corners: list[tuple[int, int]] = []
@@ -237,9 +261,11 @@ def draw_layout(rng: np.random.Generator, size: int, pairs: int, turns: int) -> 
             paths[k] = route
             used |= set(route)
         else:
-            background = textured_background(rng, size)
-            return PathsLayout(background, [cues[order[k]] for k in range(pairs)], objects, paths)
-    raise RuntimeError(f"no paths layout after 200 tries (size {size}, {pairs} pairs)")
+            return [cues[order[k]] for k in range(pairs)], objects, paths
+    raise ConfigError(
+        f"paths: no layout of {pairs} pairs with {turns} turns fits a {size} px scene "
+        "(200 tries); use fewer pairs or turns, or a larger size"
+    )
 
 
 def _pixels(cell: tuple[int, int]) -> tuple[slice, slice]:
@@ -341,6 +367,7 @@ class PathsDataset(SegmentationDataset):
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.classes = PATHS_CLASSES
         self.palette = list(CONTEXT_PALETTE)
+        self._routes: dict[int, Routes] = {}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -349,7 +376,12 @@ class PathsDataset(SegmentationDataset):
         return np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, part])
 
     def layout(self, index: int) -> PathsLayout:
-        return draw_layout(self._stream(index, 0), self.size, self.pairs, self.turns)
+        """Sample ``index``'s layout (its routes drawn once per dataset object, then kept)."""
+        if index not in self._routes:
+            drawn = draw_routes(self._stream(index, 0), self.size, self.pairs, self.turns)
+            self._routes[index] = drawn
+        background = textured_background(self._stream(index, 2), self.size)
+        return PathsLayout(background, *self._routes[index])
 
     def colours(self, index: int) -> tuple[int, ...]:
         """The colour (0..3) of the cue of each object of sample ``index``."""

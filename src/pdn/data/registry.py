@@ -50,7 +50,8 @@ def build_dataset(
     Args:
         name: one of :func:`list_datasets`: ``ade20k``, ``voc``, ``pascal_context59``,
             ``cityscapes``, ``folder`` (read from ``root``), ``nuclei`` (packaged real image;
-            ``root`` optional) and ``context`` (generated; no ``root``).
+            ``root`` optional), ``fashion_scenes`` (composed from the Fashion-MNIST files in
+            ``root``), ``context`` and ``paths`` (generated; no ``root``).
         root: the folder that holds the dataset (see each dataset's docstring for the layout).
         split: ``"train"``, ``"val"`` or another split the dataset has.
         transforms: a joint transform ``(image, mask, generator=None) -> (image, mask)`` applied

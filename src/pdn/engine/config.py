@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
+from ..vocabulary import PRECISIONS
 
 DEFAULT_CONFIG = "demo"
 # Free-form mappings: an override that gives a whole mapping replaces the old one.
@@ -82,6 +83,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd (the recipe) | adamw (for networks trained from scratch)
     lr: float = 0.01  # backbone learning rate; new layers get lr * head_lr_mult
     head_lr_mult: float = 10.0
+    backbone_frozen_iters: int = 0  # backbone lr 0 for the first N steps (new layers learn first)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4  # sgd: L2 penalty; adamw: decoupled decay
     poly_power: float = 0.9  # lr = base * (1 - iter / iters) ** poly_power
@@ -91,7 +93,8 @@ class TrainConfig:
     keep_checkpoints: bool = False  # also keep each periodic checkpoint's weights as iter_N.pt
     log_interval: int = 50  # scalar log every N steps
     seed: int = 0
-    amp: bool = True  # mixed precision (CUDA only; ignored on the CPU)
+    amp: bool = True  # fp16 mixed precision on CUDA when precision is None (ignored on the CPU)
+    precision: str | None = None  # fp32 | bf16 | fp16 autocast (None: fp16 if amp on CUDA)
     freeze_bn: bool = False  # BatchNorm layers use running statistics (small per-process batches)
     # Start from these weights (a pdn checkpoint or a state dict, file or URL): every tensor whose
     # name and shape match; the rest keep their initialisation. Ignored by --resume.
@@ -309,6 +312,7 @@ def validate(cfg: DictConfig) -> None:
             "must be [low, high] with 0 < low <= high",
         ),
         ("train.head_lr_mult", cfg.train.head_lr_mult > 0, "must be positive"),
+        ("train.backbone_frozen_iters", cfg.train.backbone_frozen_iters >= 0, "must be >= 0"),
         ("train.momentum", 0 <= cfg.train.momentum < 1, "must be in [0, 1)"),
         ("train.weight_decay", cfg.train.weight_decay >= 0, "must be >= 0"),
         ("train.poly_power", cfg.train.poly_power >= 0, "must be >= 0"),
@@ -318,6 +322,11 @@ def validate(cfg: DictConfig) -> None:
         *_optional_checks(cfg),
         ("eval.mode", cfg.eval.mode in ("whole", "slide"), "must be whole or slide"),
         ("train.optimizer", cfg.train.optimizer in ("sgd", "adamw"), "must be sgd or adamw"),
+        (
+            "train.precision",
+            cfg.train.precision in (None, *PRECISIONS),
+            "must be " + ", ".join(PRECISIONS) + " or null",
+        ),
         (
             "eval.scales",
             len(cfg.eval.scales) >= 1 and all(s > 0 for s in cfg.eval.scales),

@@ -1,5 +1,6 @@
 """Evaluate a checkpoint on its validation set (``pdn eval``): one confusion matrix, the field's
-scores, and the report files.
+scores, and the report files. Training's periodic and final evaluations run the same loop,
+:func:`evaluate_dataset`.
 
 The validation set is rebuilt from the run config stored in the checkpoint (``data.name``,
 ``data.root``, ``data.val_split``, ``data.options``), after dotted ``KEY=VALUE`` overrides such as
@@ -20,15 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..errors import CheckpointError, ConfigError
 from ..metrics import SegmentationMetric, SegmentationResult
 from ..models.backbones import Normalization
 from ..vocabulary import IGNORE_INDEX
+from . import distributed
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .inference import InferenceOptions, infer, prepare_model
+from .loaders import ignore_signals_in_worker, loader_iteration
 from .segmenter import default_device
 from .visualize import confusion_image
 
@@ -55,40 +58,68 @@ def evaluate_dataset(
     class_names: Sequence[str] | None = None,
     ignore_index: int = IGNORE_INDEX,
     device: str | torch.device | None = None,
+    context: distributed.Context | None = None,
     num_workers: int = 0,
     progress: bool = True,
 ) -> SegmentationResult:
-    """Scores of ``model`` over ``dataset``, from one confusion matrix.
+    """Scores of ``model`` over ``dataset``, from one confusion matrix (``pdn eval``, training).
+
+    Each image is labelled by :func:`~pdn.engine.inference.infer` (resized by ``short_side`` and
+    the scales, the probabilities resized back) and compared with its untouched mask.
 
     Args:
-        model: ``(B, 3, H, W) -> logits (B, K, H, W)``; put in eval mode on ``device``.
+        model: ``(B, 3, H, W) -> logits (B, K, H, W)``; moved to the device, run in eval mode,
+            then put back in the mode it came in.
         dataset: raw samples ``(uint8 (3, H, W), int64 (H, W))`` (no transforms).
-        num_classes: ``K``.
+        num_classes, class_names: ``K`` and the names for the report (default ``"0" .. "K-1"``).
         options: inference settings (default: whole image, one scale, no flip).
         normalization: input normalisation (default ``model.normalization``).
-        class_names: names for the report (default ``"0" .. "K-1"``).
         ignore_index: mask value left out of the scores.
-        device: ``None`` for CUDA when available, else the CPU.
+        device: ``None`` for CUDA when available, else the CPU (unused with ``context``).
+        context: under DDP, this rank scores every ``world_size``-th image on ``context.device``
+            and the confusion matrices are summed over the ranks (default: one process).
         num_workers: DataLoader worker processes reading the files.
         progress: show a tqdm bar on stderr.
     """
-    device = default_device(device)
-    model = model.to(device).eval()
+    context = context or distributed.Context(0, 1, 0, default_device(device))
     options = options or InferenceOptions()
     normalization = normalization or model.normalization  # type: ignore[assignment]
+    was_training = model.training
+    model = model.to(context.device).eval()
     metric = SegmentationMetric(
-        num_classes, ignore_index=ignore_index, class_names=class_names, device=device
+        num_classes, ignore_index=ignore_index, class_names=class_names, device=context.device
     )
-    loader = DataLoader(
-        dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_first
-    )
-    for image, mask in tqdm(
-        loader, total=len(dataset), desc="eval", unit="img", file=sys.stderr, disable=not progress
-    ):
-        x = normalization(image.to(device).float() / 255.0)[None]
-        labels = infer(model, x, options).argmax(1)[0]
-        metric.update(labels, mask.to(device))
+    shard = Subset(dataset, range(context.rank, len(dataset), context.world_size))
+    with loader_iteration(_sample_loader(shard, num_workers)) as samples:
+        for image, mask in tqdm(
+            samples,
+            total=len(shard),
+            desc="eval",
+            unit="img",
+            file=sys.stderr,
+            disable=not progress,
+        ):
+            x = normalization(image.to(context.device).float() / 255.0)[None]
+            labels = infer(model, x, options).argmax(1)[0]
+            metric.update(labels, mask.to(context.device))
+    if context.distributed:
+        metric.all_reduce()
+    model.train(was_training)
     return metric.compute()
+
+
+def _sample_loader(dataset: Dataset, num_workers: int) -> DataLoader:
+    """One raw sample at a time, in order; the global RNG stays untouched (a resumed training run
+    draws what an uninterrupted one draws) and the workers leave signals to the main process."""
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_first,
+        generator=torch.Generator(),
+        worker_init_fn=ignore_signals_in_worker,
+    )
 
 
 def resolve_config(
@@ -161,22 +192,13 @@ def evaluate_checkpoint(
         progress: show a tqdm bar on stderr.
         compile_mode: ``torch.compile`` the model with this mode (:func:`prepare_model`).
     """
-    from ..data import build_dataset
-
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     config = resolve_config(ckpt.get("config"), overrides)
     options = InferenceOptions.from_config(config).override(**dict(inference or {}))
     data = config["data"]
-    dataset = build_dataset(
-        data["name"], root=data.get("root"), split=data["val_split"], **(data.get("options") or {})
-    )
     classes = list(ckpt["classes"])
-    if len(dataset.classes) != len(classes):
-        raise CheckpointError(
-            f"the checkpoint predicts {len(classes)} classes, dataset {data['name']!r} has "
-            f"{len(dataset.classes)}"
-        )
+    dataset = _validation_set(data, classes)
     model = prepare_model(
         model_from_checkpoint(ckpt), channels_last=options.channels_last, compile_mode=compile_mode
     )
@@ -192,21 +214,52 @@ def evaluate_checkpoint(
         num_workers=int(data.get("num_workers") or 0),
         progress=progress,
     )
+    extra = _report_header(checkpoint, ckpt.get("iteration"), data, len(dataset), options)
+    files = write_report(result, out_dir or checkpoint.parent / "eval", extra)
+    return EvalOutcome(result, files, options, _describe_dataset(data, len(dataset)))
+
+
+def _validation_set(data: Mapping[str, Any], classes: Sequence[str]) -> Dataset:
+    """The ``data.val_split`` of the config's dataset; refused when its class count is not the
+    checkpoint's."""
+    from ..data import build_dataset
+
+    dataset = build_dataset(
+        data["name"], root=data.get("root"), split=data["val_split"], **(data.get("options") or {})
+    )
+    if len(dataset.classes) != len(classes):
+        raise CheckpointError(
+            f"the checkpoint predicts {len(classes)} classes, dataset {data['name']!r} has "
+            f"{len(dataset.classes)}"
+        )
+    return dataset
+
+
+def _describe_dataset(data: Mapping[str, Any], images: int) -> str:
+    """``folder (split val, 12 images) at /data/person_part``."""
     where = f" at {data['root']}" if data.get("root") else ""
-    description = f"{data['name']} (split {data['val_split']}, {len(dataset)} images){where}"
-    extra = {
+    return f"{data['name']} (split {data['val_split']}, {images} images){where}"
+
+
+def _report_header(
+    checkpoint: Path,
+    iteration: int | None,
+    data: Mapping[str, Any],
+    images: int,
+    options: InferenceOptions,
+) -> dict[str, Any]:
+    """What ``metrics.json`` says beside the scores: the checkpoint, the data, the inference."""
+    return {
         "checkpoint": str(checkpoint),
-        "iteration": ckpt.get("iteration"),
+        "iteration": iteration,
         "dataset": {
             "name": data["name"],
             "root": data.get("root"),
             "split": data["val_split"],
-            "images": len(dataset),
+            "images": images,
         },
         "inference": {key: _jsonable(value) for key, value in asdict(options).items()},
     }
-    files = write_report(result, out_dir or checkpoint.parent / "eval", extra)
-    return EvalOutcome(result, files, options, description)
 
 
 def _jsonable(value: Any) -> Any:

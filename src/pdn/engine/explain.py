@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.diffusion import DiffusionLayer, DiffusionStack
+from ..models.diffusion import DiffusionLayerBase, DiffusionStack, SweepDiffusion
 from ..vocabulary import IGNORE_INDEX
 
 
@@ -87,7 +87,7 @@ def _check_pixel(pixel: Sequence[int], size: Sequence[int]) -> tuple[int, int]:
 
 def diffusion_inputs(
     model: nn.Module, image: torch.Tensor
-) -> list[tuple[str, DiffusionLayer, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]:
+) -> list[tuple[str, DiffusionLayerBase, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]]:
     """Each diffusion layer of ``model`` with the input it gets for ``image`` (normalised
     ``(3, H, W)``): ``(name, layer, X (C, h, w), previous layer's state or None)``, in order."""
     stacks = [(name, m) for name, m in model.named_modules() if isinstance(m, DiffusionStack)]
@@ -144,7 +144,7 @@ def layer_influence(
                 chunk,
             )
             per_direction = {}
-            if layer.mode == "sweep":
+            if isinstance(layer, SweepDiffusion):
                 for k, direction in enumerate(layer.directions):
                     per_direction[direction] = _site_jacobian_mass(
                         layer.hidden_states,
@@ -160,7 +160,7 @@ def layer_influence(
 
 
 def _layer_output(
-    layer: DiffusionLayer, state: tuple[torch.Tensor, torch.Tensor] | None, x: torch.Tensor
+    layer: DiffusionLayerBase, state: tuple[torch.Tensor, torch.Tensor] | None, x: torch.Tensor
 ) -> torch.Tensor:
     """``layer``'s output for a batch ``x`` of copies, each with the same previous ``state``."""
     if state is not None:

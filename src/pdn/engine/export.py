@@ -292,11 +292,25 @@ def export_onnx(
             f"--dynamic is not possible for this model: {fixed_because}, so the graph fits one "
             "input size; export without --dynamic at the size you need (--size H W)"
         )
-    spatial = dynamic
+    proto = onnx.load_from_string(_traced_onnx(model, size, opset, dynamic))
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with _staged(path) as tmp:
+        onnx.save(proto, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        diff = _verify_onnx(model, session, size, dynamic, tolerance)
     axes = ["batch", "height", "width"] if dynamic else []
     notes = []
     if fixed_because is not None:
         notes.append(f"the graph is valid for {size[0]}x{size[1]} inputs only: {fixed_because}")
+    return ExportResult(path, "onnx", "trace", size, axes, diff, notes)
+
+
+def _traced_onnx(model: nn.Module, size: tuple[int, int], opset: int, dynamic: bool) -> bytes:
+    """The serialised ONNX graph of ``model`` traced on one ``(1, 3, *size)`` input, with input
+    ``image`` and output ``logits`` (batch, height and width dynamic when ``dynamic``); raises a
+    one-line :class:`ExportError` when the exporter fails."""
     dims = {0: "batch", 2: "height", 3: "width"}
     dynamic_axes = {"image": dims, "logits": dims} if dynamic else None
     example = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
@@ -324,27 +338,28 @@ def export_onnx(
                 "multiples of every pooling bin (e.g. 480 for bins 1 2 3 6 at stride 8)"
             )
         raise ExportError(f"ONNX export failed ({type(error).__name__}: {first}){hint}") from None
-    proto = onnx.load_from_string(buffer.getvalue())
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    with _staged(path) as tmp:
-        onnx.save(proto, str(tmp))
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        diff = _compare(
-            model,
-            lambda x: session.run(None, {"image": x.numpy()})[0],
-            _inputs(size, spatial, dynamic),
-            "ONNX graph",
+    return buffer.getvalue()
+
+
+def _verify_onnx(
+    model: nn.Module, session: Any, size: tuple[int, int], dynamic: bool, tolerance: float
+) -> float:
+    """The largest ``|onnxruntime - eager|`` at ``size`` (and, when ``dynamic``, at another batch
+    and size); raises :class:`ExportError` beyond ``tolerance``."""
+    diff = _compare(
+        model,
+        lambda x: session.run(None, {"image": x.numpy()})[0],
+        _inputs(size, dynamic, dynamic),
+        "ONNX graph",
+    )
+    if dynamic and not diff <= tolerance:
+        raise ExportError(
+            f"with dynamic height and width the ONNX graph differs from the model by {diff:.3g} "
+            "at a second size: this model's graph depends on the input size; "
+            "export without --dynamic at the size you need"
         )
-        if spatial and not diff <= tolerance:
-            raise ExportError(
-                f"with dynamic height and width the ONNX graph differs from the model by {diff:.3g} "
-                "at a second size: this model's graph depends on the input size; "
-                "export without --dynamic at the size you need"
-            )
-        _check_tolerance(diff, tolerance, "ONNX graph")
-    return ExportResult(path, "onnx", "trace", size, axes, diff, notes)
+    _check_tolerance(diff, tolerance, "ONNX graph")
+    return diff
 
 
 def export_torchscript(

@@ -13,7 +13,7 @@ prediction again.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..vocabulary import MIN_INPUT_SIZE
+from ..vocabulary import MIN_INPUT_SIZE, PRECISIONS
 
 __all__ = [
     "AutocastModel",
     "COMPILE_MODES",
     "InferenceOptions",
     "PRECISIONS",
+    "autocast_for",
     "MIN_SIZE",
     "infer",
     "predict_probabilities",
@@ -38,7 +39,6 @@ __all__ = [
 
 MIN_SIZE = MIN_INPUT_SIZE  # the smallest input side the models accept
 MODES = ("whole", "slide")
-PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -247,9 +247,24 @@ def predict_probabilities(
         scales=tuple(scales),
         flip=flip,
     )
-    height, width = images.shape[-2:]
     total: torch.Tensor | None = None
     runs = 0
+    for probs in _passes(model, images, options):
+        total = probs if total is None else total + probs
+        runs += 1
+    assert total is not None
+    if num_classes is not None and total.shape[1] != num_classes:
+        raise ValueError(f"model returned {total.shape[1]} classes, expected {num_classes}")
+    return total / runs
+
+
+def _passes(
+    model: nn.Module, images: torch.Tensor, options: InferenceOptions
+) -> Iterator[torch.Tensor]:
+    """The probabilities ``(B, K, H, W)`` of each scale of ``options`` (and its flip, with
+    ``flip``), in that order, for ``images`` ``(B, 3, H, W)``: each scaled image is predicted,
+    flipped back and resized back to ``(H, W)``."""
+    height, width = images.shape[-2:]
     for scale in options.scales:
         size = _scaled_size(height, width, scale)
         scaled = (
@@ -258,23 +273,22 @@ def predict_probabilities(
             else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         )
         for flipped in (False, True) if options.flip else (False,):
-            x = scaled.flip(-1) if flipped else scaled
-            if options.mode == "slide":
-                probs = _slide(model, x, options.crop_size, options.window_stride)  # type: ignore[arg-type]
-            else:
-                probs = _forward_padded(model, x, (MIN_SIZE, MIN_SIZE))
+            probs = _predict(model, scaled.flip(-1) if flipped else scaled, options)
             if flipped:
                 probs = probs.flip(-1)
             if size != (height, width):
                 probs = F.interpolate(
                     probs, size=(height, width), mode="bilinear", align_corners=False
                 )
-            total = probs if total is None else total + probs
-            runs += 1
-    assert total is not None
-    if num_classes is not None and total.shape[1] != num_classes:
-        raise ValueError(f"model returned {total.shape[1]} classes, expected {num_classes}")
-    return total / runs
+            yield probs
+
+
+def _predict(model: nn.Module, x: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
+    """Probabilities ``(B, K, h, w)`` for ``x`` ``(B, 3, h, w)``: the whole image in one pass,
+    or sliding windows in ``"slide"`` mode."""
+    if options.mode == "slide":
+        return _slide(model, x, options.crop_size, options.window_stride)  # type: ignore[arg-type]
+    return _forward_padded(model, x, (MIN_SIZE, MIN_SIZE))
 
 
 def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
@@ -285,7 +299,7 @@ def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> 
     """
     if options.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with _precision(options.precision, images.device):
+    with autocast_for(options.precision, images.device):
         probabilities = predict_probabilities(
             model,
             images,
@@ -298,8 +312,8 @@ def infer(model: nn.Module, images: torch.Tensor, options: InferenceOptions) -> 
     return probabilities.float()
 
 
-def _precision(precision: str, device: torch.device) -> torch.autocast:
-    """The autocast context for ``precision`` on ``device`` (fp16 only on CUDA)."""
+def autocast_for(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context for ``precision`` on ``device`` (fp16 only on CUDA, else off)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     enabled = dtype is torch.bfloat16 or (dtype is torch.float16 and device.type == "cuda")
     return torch.autocast(device.type, dtype=dtype if enabled else torch.bfloat16, enabled=enabled)
@@ -318,7 +332,7 @@ class AutocastModel(nn.Module):
         self.model, self.precision = model, precision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with _precision(self.precision, x.device):
+        with autocast_for(self.precision, x.device):
             return self.model(x).float()
 
 

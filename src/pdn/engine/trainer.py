@@ -28,8 +28,7 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CheckpointError, ConfigError, DataError, PdnError
-from ..metrics import SegmentationMetric, SegmentationResult
+from ..metrics import SegmentationResult
 from ..vocabulary import IGNORE_INDEX, MIN_INPUT_SIZE
 from . import distributed, seeding
 from .checkpoint import (
@@ -59,7 +58,10 @@ from .config import (
     save_config,
     to_plain,
 )
+from .evaluate import evaluate_dataset
 from .explain import CueProbe
+from .inference import InferenceOptions, autocast_for
+from .loaders import ignore_signals_in_worker, loader_iteration
 from .reporting import Progress, ScalarLog
 
 
@@ -95,21 +97,6 @@ class TrainSamples(Dataset):
         )
 
 
-class EvalSamples(Dataset):
-    """This rank's share (every ``world_size``-th image) of a dataset, with the eval transform."""
-
-    def __init__(self, dataset: Any, transform: Any, rank: int = 0, world_size: int = 1):
-        self.dataset, self.transform = dataset, transform
-        self.indices = list(range(rank, len(dataset), world_size))
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.dataset[self.indices[i]]
-        return self.transform(image, mask)
-
-
 class _TrainForward(nn.Module):
     """Makes ``forward_train`` the ``forward`` that DDP wraps (DDP only synchronises ``forward``)."""
 
@@ -119,37 +106,6 @@ class _TrainForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.model.forward_train(x)
-
-
-def _ignore_signals_in_worker(_: int) -> None:
-    """DataLoader workers leave SIGINT / SIGTERM to the main process, which saves and stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-@contextmanager
-def _batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
-    """Iterate ``loader`` and always stop its worker processes on the way out.
-
-    Without this, an error in a worker reached the main process, but the iterator stayed alive
-    in the traceback's frames and at exit ``multiprocessing`` waited forever to join workers that
-    ignore SIGTERM. A :class:`PdnError` raised in a worker comes back with torch's "Caught ... in
-    DataLoader worker" preamble and the worker's traceback; it is re-raised as its own one line.
-    """
-    iterator = iter(loader)
-    try:
-        yield iterator
-    except PdnError as error:
-        lines = str(error).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
-            last = lines[-1]
-            prefix = f"{type(error).__module__}.{type(error).__name__}: "
-            raise type(error)(last.removeprefix(prefix)) from None
-        raise
-    finally:
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
 
 
 def training_loss(
@@ -205,59 +161,27 @@ def poly_schedule(total: int, power: float) -> Callable[[int], float]:
     return factor
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    dataset: Any,
-    transform: Any,
-    *,
-    context: distributed.Context | None = None,
-    num_workers: int = 0,
-    amp: bool = False,
-) -> SegmentationResult:
-    """Whole-image evaluation: ``model(image)``, logits resized to the label size, one confusion matrix.
+def group_schedules(tcfg: DictConfig) -> list[Callable[[int], float]]:
+    """The lr factor of each :func:`param_groups` group (backbone, head): poly decay, and 0 for
+    the backbone during its first ``train.backbone_frozen_iters`` steps."""
+    poly = poly_schedule(tcfg.iters, tcfg.poly_power)
+    frozen = int(tcfg.backbone_frozen_iters)
 
-    Each rank evaluates every ``world_size``-th image; the matrices are summed over ranks.
-    (Sliding-window and multi-scale evaluation are in :mod:`pdn.engine.inference`.)
-    """
-    context = context or distributed.Context(0, 1, 0, next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    samples = EvalSamples(dataset, transform, context.rank, context.world_size)
-    loader = DataLoader(
-        samples,
-        batch_size=1,
-        num_workers=num_workers,
-        generator=torch.Generator(),
-        worker_init_fn=_ignore_signals_in_worker,
-    )
-    metric = SegmentationMetric(
-        dataset.num_classes,
-        ignore_index=dataset.ignore_index,
-        class_names=list(dataset.classes),
-        device=context.device,
-    )
-    with _batches(loader) as batches:
-        for image, mask in batches:
-            with _autocast(context.device, amp):
-                logits = model(image.to(context.device))
-            if logits.shape[-2:] != mask.shape[-2:]:  # eval_resize: score at the label's size
-                logits = F.interpolate(
-                    logits.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False
-                )
-            metric.update(logits.argmax(dim=1), mask.to(context.device))
-    metric.all_reduce()
-    model.train(was_training)
-    return metric.compute()
+    def backbone(step: int) -> float:
+        return 0.0 if step < frozen else poly(step)
+
+    return [backbone, poly]
 
 
-@contextmanager
-def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    if enabled and device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.float16):
-            yield
-    else:
-        yield
+def training_precision(tcfg: DictConfig, device: torch.device) -> str:
+    """``train.precision``, or when it is unset fp16 where ``train.amp`` and CUDA, else fp32."""
+    if tcfg.precision is None:
+        return "fp16" if tcfg.amp and device.type == "cuda" else "fp32"
+    if tcfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"train.precision=fp16 needs a CUDA device, got {device}; use bf16 on the CPU"
+        )
+    return str(tcfg.precision)
 
 
 class _StopRequest:
@@ -338,59 +262,25 @@ class _Run:
     def __init__(
         self, cfg: DictConfig, run_dir: Path, context: distributed.Context, resume: dict | None
     ):
-        from ..data import build_dataset
-        from ..data.transforms import eval_transforms, train_transforms
-        from ..models import build_model
-
         self.cfg, self.run_dir, self.context = cfg, run_dir, context
-        data, tcfg = cfg.data, cfg.train
-        options = dict(to_plain(cfg)["data"]["options"])
-        self.train_set = build_dataset(data.name, root=data.root, split=data.train_split, **options)
-        self.val_set = (
-            build_dataset(data.name, root=data.root, split=data.val_split, **options)
-            if data.val_split
-            else None
+        self.train_set, self.val_set = self._datasets()
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (and every run)
+        self.model = self._initial_model(resume)
+        seeding.seed_process(cfg.train.seed, context.rank)
+        self.train_transform = self._train_transform()
+        self.precision = training_precision(cfg.train, context.device)
+        self.use_amp = self.precision == "fp16"  # float16 needs the gradient scaler
+        # the periodic and final evaluation: whole image at one scale, scored at the mask's size
+        self.eval_options = InferenceOptions(
+            short_side=cfg.data.eval_resize, precision=self.precision
         )
-        if len(self.train_set) == 0:
-            raise PdnError(f"dataset {data.name!r} split {data.train_split!r} has no samples")
-        if data.check_files:
-            self._scan_files()
-
-        torch.manual_seed(tcfg.seed)  # the same initial weights on every rank (and in every run)
-        self.model = build_model(**model_kwargs(cfg, self.train_set.num_classes))
-        if resume is not None:
-            check_compatible(resume, self.model.model_config)
-            try:
-                self.model.load_state_dict(resume["model"], strict=True)
-            except RuntimeError as error:
-                raise CheckpointError(
-                    f"checkpoint weights do not fit the model ({str(error).splitlines()[0]})"
-                ) from None
-        elif tcfg.init_from:
-            self._initialise_from(str(tcfg.init_from))
-        seeding.seed_process(tcfg.seed, context.rank)
-
-        self.train_transform = train_transforms(
-            self.model.normalization,
-            data.crop_size,
-            scale_range=tuple(data.scale_range),
-            flip=data.flip,
-            jitter=data.jitter,
-            rotation=data.rotation,
-        )
-        self.eval_transform = eval_transforms(self.model.normalization, resize=data.eval_resize)
-        # On the context benchmark, log how much of an object's decision comes from its cue.
-        self.cue_probe = (
-            CueProbe.from_dataset(self.train_set, self.eval_transform) if context.is_main else None
-        )
-
-        self.use_amp = bool(tcfg.amp) and context.device.type == "cuda"
+        self.cue_probe = self._cue_probe()
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.forward = distributed.prepare_model(_TrainForward(self.model), context)
-        self.optimizer = build_optimizer(self.model, tcfg)
+        self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, poly_schedule(tcfg.iters, tcfg.poly_power)
+            self.optimizer, group_schedules(cfg.train)
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start = 0
@@ -399,16 +289,75 @@ class _Run:
         if resume is not None:
             self._restore(resume)
 
-    def _scan_files(self) -> None:
+    def _datasets(self) -> tuple[Any, Any | None]:
+        """The training split and the validation split (None without ``data.val_split``), their
+        files scanned first with ``data.check_files``."""
+        from ..data import build_dataset
+
+        data = self.cfg.data
+        options = dict(to_plain(self.cfg)["data"]["options"])
+        train_set = build_dataset(data.name, root=data.root, split=data.train_split, **options)
+        val_set = (
+            build_dataset(data.name, root=data.root, split=data.val_split, **options)
+            if data.val_split
+            else None
+        )
+        if len(train_set) == 0:
+            raise PdnError(f"dataset {data.name!r} split {data.train_split!r} has no samples")
+        if data.check_files:
+            self._scan_files(train_set, val_set)
+        return train_set, val_set
+
+    def _initial_model(self, resume: dict | None) -> nn.Module:
+        """The model of the config, with the weights of ``resume`` or ``train.init_from``."""
+        from ..models import build_model
+
+        model = build_model(**model_kwargs(self.cfg, self.train_set.num_classes))
+        if resume is not None:
+            check_compatible(resume, model.model_config)
+            try:
+                model.load_state_dict(resume["model"], strict=True)
+            except RuntimeError as error:
+                raise CheckpointError(
+                    f"checkpoint weights do not fit the model ({str(error).splitlines()[0]})"
+                ) from None
+        elif self.cfg.train.init_from:
+            self._initialise_from(model, str(self.cfg.train.init_from))
+        return model
+
+    def _train_transform(self) -> Any:
+        from ..data.transforms import train_transforms
+
+        data = self.cfg.data
+        return train_transforms(
+            self.model.normalization,
+            data.crop_size,
+            scale_range=tuple(data.scale_range),
+            flip=data.flip,
+            jitter=data.jitter,
+            rotation=data.rotation,
+        )
+
+    def _cue_probe(self) -> CueProbe | None:
+        """On the context benchmark (rank 0), the scenes that measure how much of an object's
+        decision comes from its cue; None elsewhere. The scenes keep their size (no
+        ``data.eval_resize``): the masks and cues that pick the pixels are at that size."""
+        from ..data.transforms import eval_transforms
+
+        if not self.context.is_main:
+            return None
+        return CueProbe.from_dataset(self.train_set, eval_transforms(self.model.normalization))
+
+    def _scan_files(self, train_set: Any, val_set: Any | None) -> None:
         """Refuse to start when a file of a split is missing, unreadable, of another size than
         its image, or (evaluation split) smaller than the models accept: found now, from the
         headers, rather than when it is first drawn or at the final evaluation."""
         from ..data.check import scan_files
 
         data = self.cfg.data
-        splits = [(data.train_split, self.train_set, 0)]
-        if self.val_set is not None:
-            splits.append((data.val_split, self.val_set, MIN_INPUT_SIZE))
+        splits = [(data.train_split, train_set, 0)]
+        if val_set is not None:
+            splits.append((data.val_split, val_set, MIN_INPUT_SIZE))
         for split, dataset, min_size in splits:
             bad = scan_files(dataset, min_size=min_size)
             if bad:
@@ -418,10 +367,10 @@ class _Run:
                     "every problem; data.check_files=false skips this scan)"
                 )
 
-    def _initialise_from(self, source: str) -> None:
+    def _initialise_from(self, model: nn.Module, source: str) -> None:
         from ..models.weights import describe_keys, load_matching_weights, load_state_dict
 
-        loaded, kept = load_matching_weights(self.model, load_state_dict(source), source)
+        loaded, kept = load_matching_weights(model, load_state_dict(source), source)
         if self.context.rank == 0:
             left = f"; left at their initialisation: {describe_keys(kept)}" if kept else ""
             print(f"pdn train: {len(loaded)} tensors from {source}{left}", file=sys.stderr)
@@ -441,10 +390,17 @@ class _Run:
             f"{len(self.train_set)} samples"
             + (f", {data.val_split} {len(self.val_set)}" if self.val_set is not None else "")
             + f"; crop {data.crop_size}, batch {tcfg.batch_size} x {ctx.world_size} process(es)",
-            f"  recipe: {tcfg.optimizer} lr {tcfg.lr:g} (head x{tcfg.head_lr_mult:g}), "
-            f"{tcfg.iters} iterations; device {ctx.device}"
+            f"  recipe: {tcfg.optimizer} lr {tcfg.lr:g} (head x{tcfg.head_lr_mult:g}"
+            + (
+                f"; backbone frozen for {tcfg.backbone_frozen_iters}"
+                if tcfg.backbone_frozen_iters
+                else ""
+            )
+            + f"), {tcfg.iters} iterations; device {ctx.device}"
             + (f", {torch.get_num_threads()} threads" if ctx.device.type == "cpu" else "")
-            + f", precision {'fp16 autocast' if self.use_amp else 'fp32'}; run directory "
+            + f", precision {self.precision}"
+            + (" autocast" if self.precision != "fp32" else "")
+            + "; run directory "
             f"{self.run_dir}",
         ]
         if (
@@ -541,13 +497,16 @@ class _Run:
     ) -> SegmentationResult | None:
         if self.val_set is None:
             return None
-        result = evaluate(
+        result = evaluate_dataset(
             self.model,
             self.val_set,
-            self.eval_transform,
+            num_classes=self.val_set.num_classes,
+            options=self.eval_options,
+            class_names=list(self.val_set.classes),
+            ignore_index=self.val_set.ignore_index,
             context=self.context,
             num_workers=self.cfg.data.num_workers,
-            amp=self.use_amp,
+            progress=False,
         )
         self.last_metrics = _metrics_record(result, iteration)
         summary = {k: getattr(result, k) for k in ("mIoU", "mAcc", "aAcc", "fwIoU")}
@@ -579,7 +538,7 @@ class _Run:
             num_workers=self.cfg.data.num_workers,
             pin_memory=ctx.device.type == "cuda",
             generator=torch.Generator(),  # keeps the global RNG untouched (resume identity)
-            worker_init_fn=_ignore_signals_in_worker,
+            worker_init_fn=ignore_signals_in_worker,
             persistent_workers=False,
         )
 
@@ -597,7 +556,7 @@ class _Run:
         window: list[list[float]] = []
         iteration = self.start
         try:
-            with _StopRequest() as stop, _batches(self._loader()) as batches:
+            with _StopRequest() as stop, loader_iteration(self._loader()) as batches:
                 _set_train_mode(self.forward, tcfg.freeze_bn)
                 for images, masks in batches:
                     losses, signalled = self._step(images, masks, stop, iteration)
@@ -646,7 +605,7 @@ class _Run:
         ctx, tcfg = self.context, self.cfg.train
         images = images.to(ctx.device, non_blocking=True)
         masks = masks.to(ctx.device, non_blocking=True)
-        with _autocast(ctx.device, self.use_amp):
+        with autocast_for(self.precision, ctx.device):
             logits, aux_logits = self.forward(images)
         total, main_loss, aux_loss = training_loss(logits, aux_logits, masks, tcfg.aux_weight)
         labelled = float((masks != IGNORE_INDEX).sum())
@@ -786,7 +745,6 @@ __all__ = [
     "TrainingDiverged",
     "build_optimizer",
     "default_run_dir",
-    "evaluate",
     "param_groups",
     "poly_schedule",
     "prepare_run",

@@ -2,7 +2,14 @@
 
 from .backbones import Backbone, Normalization, build_backbone, list_backbones
 from .build import build_model, list_architectures
-from .diffusion import DiffusionLayer, DiffusionStack
+from .diffusion import (
+    DiffusionLayer,
+    DiffusionLayerBase,
+    DiffusionOptions,
+    DiffusionStack,
+    LayerwiseDiffusion,
+    SweepDiffusion,
+)
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
 from .network import SegmentationModel
 
@@ -10,12 +17,16 @@ __all__ = [
     "ASPPHead",
     "Backbone",
     "DiffusionLayer",
+    "DiffusionLayerBase",
+    "DiffusionOptions",
     "DiffusionStack",
     "FCNHead",
+    "LayerwiseDiffusion",
     "Normalization",
     "PDNHead",
     "PPMHead",
     "SegmentationModel",
+    "SweepDiffusion",
     "build_backbone",
     "build_model",
     "list_architectures",

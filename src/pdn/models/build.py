@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
@@ -24,17 +24,24 @@ def _no_stride_defaults(output_stride: int) -> dict[str, Any]:
 @dataclass(frozen=True)
 class HeadSpec:
     """One architecture: the decode head class it builds, a one-line summary for ``pdn list``, and
-    the option defaults that depend on the output stride. The head's keyword-only constructor
-    parameters are the options the architecture takes."""
+    the option defaults that depend on the output stride. The head's constructor keywords are the
+    options the architecture takes (:meth:`options`)."""
 
     head: type[nn.Module]
     summary: str
     stride_defaults: Callable[[int], dict[str, Any]] = _no_stride_defaults
 
     def options(self) -> list[str]:
-        """The keyword options of the head's constructor."""
-        parameters = inspect.signature(self.head).parameters.values()
-        return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        """The keyword options of the head's constructor: its keyword-only parameters and, for a
+        head taking ``**options``, the fields of its ``options_type``; ``dropout``, which every
+        head takes, last."""
+        names = []
+        for parameter in inspect.signature(self.head).parameters.values():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                names.append(parameter.name)
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                names += [field.name for field in fields(self.head.options_type)]
+        return sorted(names, key=lambda name: name == "dropout")
 
     def build(
         self, in_ch: int, num_classes: int, *, output_stride: int, **options: Any
@@ -115,9 +122,9 @@ def build_model(
             the last one at the head's input through a :class:`LowLevelSkip`; ``None``: off.
         low_level_channels: the skip's width after its 1x1 projection.
         **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
-            for every arch; for ``pdn``: ``num_layers`` (2), ``hidden`` (``channels // 4``),
-            ``directions``, ``rates`` ((1, 2, 4)), ``kernel_size`` (3), ``mode`` (``"sweep"`` or
-            ``"layerwise"``), ``forget_bias`` (1.0), ``chrono_steps`` (None); ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``.
+            for every arch; for ``pdn``: ``num_layers`` (2) and the fields of
+            :class:`~pdn.models.diffusion.DiffusionOptions` (``mode``, ``rates``, ...);
+            ``atrous_rates`` for ``aspp``; ``bins`` for ``ppm``. :func:`head_options` lists them.
 
     Returns:
         A :class:`SegmentationModel`: ``(B, 3, H, W) -> (B, K, H, W)``.

@@ -4,29 +4,21 @@ This is the part of PDN that the paper's abstract describes (a stack of diffusio
 multi-dimensional convolutional LSTMs whose units use atrous filters). The exact equations are our
 reconstruction; see DESIGN.md section 2 and the README.
 
-Two readings are implemented and selected with ``mode``:
+Two readings, selected with :attr:`DiffusionOptions.mode`, each a class with its equations:
 
-``"sweep"`` (default)
-    One ConvLSTM per direction. For ``"down"`` the map is cut into rows and the LSTM runs from the
-    top row to the bottom one; ``"up"`` runs bottom to top, ``"right"`` runs over the columns from
-    left to right and ``"left"`` from right to left. At slice ``s``::
+- ``"sweep"`` (default), :class:`SweepDiffusion`: one ConvLSTM per direction, running over the
+  rows or the columns of the map.
+- ``"layerwise"``, :class:`LayerwiseDiffusion`: the LSTM's time axis is the layer index; no loop
+  over space.
 
-        gates_s = Wx X_s + sum_r U_r (*atrous r) h_{s-1}      (1-D convolutions along the slice)
-        c_s = f * c_{s-1} + i * g ;  h_s = o * tanh(c_s)        (zero initial state)
-
-    The summed atrous filters ``U_r`` are stored as one filter over the union of their taps.
-
-``"layerwise"``
-    The LSTM's time axis is the layer index: each layer updates one ``(h, c)`` state per axis
-    (vertical, horizontal) from its input and the previous layer's ``h``, through atrous ``k x 1``
-    and ``1 x k`` filters. A :class:`DiffusionStack` multiplies the rates by ``2**l`` at layer
-    ``l``, so the reach grows with depth. No loop over space.
-
-Both modes end the same way: ``Y = ReLU(X + BN(Conv1x1(concat(h))))``.
+Both end the same way, in :class:`DiffusionLayerBase`: ``Y = ReLU(X + BN(Conv1x1(concat(h))))``.
+:func:`DiffusionLayer` builds the class for a mode; :class:`DiffusionStack` chains layers.
 """
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,27 +44,77 @@ def tap_offsets(kernel_size: int, rates: Sequence[int]) -> list[int]:
     return sorted({rate * (j - half) for rate in rates for j in range(kernel_size)})
 
 
-def _check_options(
-    channels: int,
-    hidden: int,
-    directions: Sequence[str],
-    rates: Sequence[int],
-    kernel_size: int,
-    mode: str,
-) -> None:
-    if mode not in MODES:
-        raise ConfigError(f"diffusion mode must be one of {', '.join(MODES)}, got {mode!r}")
-    unknown = [d for d in directions if d not in DIRECTIONS]
-    if unknown or not directions or len(set(directions)) != len(directions):
-        raise ConfigError(
-            f"directions must be distinct names from {', '.join(DIRECTIONS)}, got {list(directions)}"
-        )
-    if not rates or any(int(r) < 1 for r in rates):
-        raise ConfigError(f"rates must be positive integers, got {list(rates)}")
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ConfigError(f"kernel_size must be a positive odd number, got {kernel_size}")
-    if channels < 1 or hidden < 1:
-        raise ConfigError(f"channels and hidden must be positive, got {channels} and {hidden}")
+@dataclasses.dataclass(frozen=True)
+class DiffusionOptions:
+    """The options of a diffusion layer, and of every layer of a :class:`DiffusionStack`.
+
+    Attributes:
+        hidden: hidden size per direction (``sweep``) or per axis (``layerwise``); ``None``:
+            ``C // 4`` for ``C`` channels (:meth:`hidden_size`).
+        directions: a subset of ``("down", "up", "right", "left")``. In ``layerwise`` mode they only
+            select the axes: ``down``/``up`` the vertical one, ``right``/``left`` the horizontal one.
+        rates: dilation rates of the atrous recurrent filters.
+        kernel_size: taps per rate of each recurrent filter (odd).
+        mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
+        forget_bias: initial bias of the forget gates (1, as in DESIGN.md). A larger value starts
+            the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
+        chrono_steps: ``T``; when given, chrono initialisation (Tallec & Ollivier, 2018) replaces
+            ``forget_bias``: each unit's forget bias is ``log(u)``, ``u ~ U(1, T - 1)``, and its
+            input bias the negative of it, so that at initialisation every cell is a moving
+            average over up to ``T`` slices whose state stays within ``(-1, 1)`` (with a forget
+            bias of 3 and an input gate of 1/2 a cell sums its inputs and ``tanh`` saturates).
+
+    Sequences given as lists (as configs give them) are stored as tuples; invalid values raise
+    :class:`~pdn.errors.ConfigError`.
+    """
+
+    hidden: int | None = None
+    directions: Sequence[str] = DIRECTIONS
+    rates: Sequence[int] = (1, 2, 4)
+    kernel_size: int = 3
+    mode: str = "sweep"
+    forget_bias: float = 1.0
+    chrono_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        normalised = {
+            "hidden": int(self.hidden) if self.hidden else None,
+            "directions": tuple(self.directions),
+            "rates": tuple(int(r) for r in self.rates),
+            "forget_bias": float(self.forget_bias),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+        self._check()
+        if self.chrono_steps is not None:
+            object.__setattr__(self, "chrono_steps", int(self.chrono_steps))
+
+    def _check(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(
+                f"diffusion mode must be one of {', '.join(MODES)}, got {self.mode!r}"
+            )
+        directions = self.directions
+        unknown = [d for d in directions if d not in DIRECTIONS]
+        if unknown or not directions or len(set(directions)) != len(directions):
+            raise ConfigError(
+                f"directions must be distinct names from {', '.join(DIRECTIONS)}, got {list(directions)}"
+            )
+        if not self.rates or any(r < 1 for r in self.rates):
+            raise ConfigError(f"rates must be positive integers, got {list(self.rates)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
+        steps = self.chrono_steps
+        if steps is not None and (isinstance(steps, bool) or int(steps) < 3):
+            raise ConfigError(f"chrono_steps must be an integer >= 3, got {steps!r}")
+
+    def hidden_size(self, channels: int) -> int:
+        """``hidden``, or by default ``channels // 4`` (at least 1)."""
+        return self.hidden if self.hidden else max(1, channels // 4)
+
+    def with_rates_scaled(self, factor: int) -> "DiffusionOptions":
+        """The same options with every rate multiplied by ``factor``."""
+        return dataclasses.replace(self, rates=tuple(r * factor for r in self.rates))
 
 
 def _lstm_update(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> State:
@@ -90,153 +132,55 @@ def _lstm_update(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> St
     return output * torch.tanh(cell), cell
 
 
-@torch.jit.script_if_tracing
-def _traced_sweep_loop(
-    steps: torch.Tensor, kernel: torch.Tensor, pad: int, count: int
-) -> torch.Tensor:
-    """The sweep's loop over slices in a form a trace keeps as a loop (an ONNX ``Loop``), so an
-    exported graph takes any height and width; :meth:`DiffusionLayer._sweep` uses it only while
-    tracing. The same arithmetic as the eager loop, which skips the zero first recurrent term.
-
-    ``steps``: ``(S, B, count * 4 * hidden, L)`` input-to-state gates per slice; ``kernel``: the
-    grouped ``conv1d`` weight of :meth:`DiffusionLayer._recurrent_kernel`. Returns the hidden
-    states ``(S, B, count, hidden, L)``.
-    """
-    num_steps, batch, width, length = steps.shape
-    hidden = width // (4 * count)
-    h = steps.new_zeros(batch, count * hidden, length)
-    cell = steps.new_zeros(batch, count, hidden, length)
-    outputs: list[torch.Tensor] = []
-    for s in range(num_steps):
-        recurrent = F.conv1d(h, kernel, padding=pad, groups=count)
-        g = (steps[s] + recurrent).view(batch, count, 4 * hidden, length)
-        h4, cell = _lstm_update(g, cell, 2)
-        h = h4.reshape(batch, count * hidden, length)
-        outputs.append(h4)
-    return torch.stack(outputs, 0)
-
-
-class DiffusionLayer(nn.Module):
-    """One information-diffusion layer: ``(B, C, H, W) -> (B, C, H, W)``.
+class DiffusionLayerBase(nn.Module):
+    """What both readings share: ``streams`` LSTMs whose gates come from one input-to-state 1x1
+    conv ``Wx`` (``input_to_state``, with the gate biases), and the fusion of their hidden states
+    ``Y = ReLU(X + BN(Conv1x1(concat h)))`` (``fuse``, ``norm``). ``(B, C, H, W) -> (B, C, H, W)``.
 
     Args:
         channels: ``C``, the width of the input and output.
-        hidden: hidden size per direction (``sweep``) or per axis (``layerwise``); default ``C // 4``.
-        directions: a subset of ``("down", "up", "right", "left")``. In ``layerwise`` mode they only
-            select the axes: ``down``/``up`` the vertical one, ``right``/``left`` the horizontal one.
-        rates: dilation rates of the atrous recurrent filters.
-        kernel_size: taps per rate of each recurrent filter (odd).
-        mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
-        forget_bias: initial bias of the forget gates (1, as in DESIGN.md). A larger value starts
-            the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
-        chrono_steps: ``T``; when given, chrono initialisation (Tallec & Ollivier, 2018) replaces
-            ``forget_bias``: each unit's forget bias is ``log(u)``, ``u ~ U(1, T - 1)``, and its
-            input bias the negative of it, so that at initialisation every cell is a moving
-            average over up to ``T`` slices whose state stays within ``(-1, 1)`` (with a forget
-            bias of 3 and an input gate of 1/2 a cell sums its inputs and ``tanh`` saturates).
+        options: the layer's :class:`DiffusionOptions`; their ``mode`` must be the class's.
+        streams: the number of LSTMs (directions or axes).
 
-    A ``sweep`` layer runs ``H`` sequential steps for its vertical directions and ``W`` for its
-    horizontal ones; directions whose slices have the same shape share the steps, batched together
-    (the two of an axis always, all four on a square map, which then takes ``H`` steps in all),
-    and each step works on a whole slice of the whole batch: one grouped ``conv1d`` for the
-    recurrent filters of all its directions, then the gate arithmetic. In eval mode the output of
-    a one-direction sweep at slice ``s`` depends on no input beyond ``s``. For inference on a GPU,
-    where each step's kernel launches dominate, the recurrent filters run as one gathered ``bmm``
-    per step instead (the same result; attribute ``recurrence``: ``"auto"``, ``"conv1d"`` or
-    ``"gather"``).
+    A subclass registers its recurrent weights between ``super().__init__`` and
+    :meth:`_add_fusion`, then calls :meth:`reset_parameters`: the parameter order and the random
+    draws of the single layer class these replace, so its checkpoints and seeds give the same
+    weights.
     """
 
-    offsets: list[int]
-    pad: int
-    recurrence: str
-    vertical: list[int]
-    horizontal: list[int]
-    reverse: list[bool]
+    mode: str  # the reading, set by each subclass
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        hidden: int | None = None,
-        directions: Sequence[str] = DIRECTIONS,
-        rates: Sequence[int] = (1, 2, 4),
-        kernel_size: int = 3,
-        mode: str = "sweep",
-        forget_bias: float = 1.0,
-        chrono_steps: int | None = None,
-    ):
+    def __init__(self, channels: int, options: DiffusionOptions, streams: int):
         super().__init__()
-        hidden = int(hidden) if hidden else max(1, channels // 4)
-        directions = tuple(directions)
-        rates = tuple(int(r) for r in rates)
-        _check_options(channels, hidden, directions, rates, kernel_size, mode)
-        if chrono_steps is not None and (isinstance(chrono_steps, bool) or int(chrono_steps) < 3):
-            raise ConfigError(f"chrono_steps must be an integer >= 3, got {chrono_steps!r}")
-        self.chrono_steps = None if chrono_steps is None else int(chrono_steps)
-        self.channels, self.hidden, self.mode = channels, hidden, mode
-        self.directions, self.rates, self.kernel_size = directions, rates, kernel_size
-        self.forget_bias = float(forget_bias)
-        self.offsets = tap_offsets(kernel_size, rates)
-        self.pad = max(abs(o) for o in self.offsets)
-        self.reverse = [d in _REVERSED for d in directions]
-        self.recurrence = "auto"
-        # Where each tap sits in a window of 2 * pad + 1 sites (the gathered recurrence).
-        self.register_buffer(
-            "tap_positions", torch.tensor(self.offsets) + self.pad, persistent=False
-        )
-        if mode == "sweep":
-            streams = len(directions)
-            self.vertical = [k for k, d in enumerate(directions) if d in _VERTICAL]
-            self.horizontal = [k for k, d in enumerate(directions) if d not in _VERTICAL]
-            self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
-            # Recurrent filters of all directions, (D, 4*hidden, hidden * taps), channel-major taps.
-            self.state_to_state = nn.Parameter(
-                torch.empty(streams, 4 * hidden, hidden * len(self.offsets))
+        if options.mode != self.mode:
+            raise ConfigError(
+                f"{type(self).__name__} is the {self.mode!r} mode, got options for {options.mode!r}"
             )
-            self.axis_convs = nn.ModuleList()
-        else:
-            axes = sorted({"vertical" if d in _VERTICAL else "horizontal" for d in directions})
-            streams = len(axes)
-            self.vertical = [0] if "vertical" in axes else []
-            self.horizontal = [len(self.vertical)] if "horizontal" in axes else []
-            self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
-            self.state_to_state = nn.Parameter(torch.empty(0))
-            convs = []
-            for axis in axes:
-                for rate in rates:
-                    if axis == "vertical":
-                        kernel, dilation, padding = (
-                            (kernel_size, 1),
-                            (rate, 1),
-                            (rate * (kernel_size // 2), 0),
-                        )
-                    else:
-                        kernel, dilation, padding = (
-                            (1, kernel_size),
-                            (1, rate),
-                            (0, rate * (kernel_size // 2)),
-                        )
-                    convs.append(
-                        nn.Conv2d(
-                            hidden,
-                            4 * hidden,
-                            kernel,
-                            padding=padding,
-                            dilation=dilation,
-                            bias=False,
-                        )
-                    )
-            self.axis_convs = nn.ModuleList(convs)
-        self.streams = streams
-        self.fuse = nn.Conv2d(streams * hidden, channels, 1, bias=False)
-        self.norm = nn.BatchNorm2d(channels)
-        self.reset_parameters()
+        hidden = options.hidden_size(channels)
+        if channels < 1 or hidden < 1:
+            raise ConfigError(f"channels and hidden must be positive, got {channels} and {hidden}")
+        self.channels, self.hidden, self.streams = channels, hidden, streams
+        self.directions, self.rates = tuple(options.directions), tuple(options.rates)
+        self.kernel_size = options.kernel_size
+        self.forget_bias, self.chrono_steps = options.forget_bias, options.chrono_steps
+        self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
+
+    def _add_fusion(self) -> None:
+        """Register the fusion's 1x1 conv ``(streams * hidden -> C)`` and BatchNorm."""
+        self.fuse = nn.Conv2d(self.streams * self.hidden, self.channels, 1, bias=False)
+        self.norm = nn.BatchNorm2d(self.channels)
+
+    def _lstm_uniform_(self, weight: torch.Tensor, parts: int) -> None:
+        """``torch.nn.LSTM``'s init ``U(-1/sqrt(hidden), 1/sqrt(hidden))``, divided among the
+        ``parts`` filters whose outputs are summed."""
+        bound = 1.0 / math.sqrt(self.hidden) / parts
+        nn.init.uniform_(weight, -bound, bound)
 
     def reset_parameters(self) -> None:
-        """Uniform init as in ``torch.nn.LSTM``; forget-gate bias ``forget_bias``, other biases 0,
-        or the chrono biases when ``chrono_steps`` is set (see the class docstring)."""
-        bound = 1.0 / math.sqrt(self.hidden)
-        nn.init.uniform_(self.input_to_state.weight, -bound, bound)
+        """Uniform ``Wx`` as in ``torch.nn.LSTM``; forget-gate bias ``forget_bias``, other biases 0,
+        or the chrono biases when ``chrono_steps`` is set (see :class:`DiffusionOptions`).
+        Subclasses then initialise their recurrent weights."""
+        self._lstm_uniform_(self.input_to_state.weight, 1)
         with torch.no_grad():
             bias = self.input_to_state.bias.view(self.streams, 4, self.hidden)
             bias.zero_()
@@ -245,12 +189,6 @@ class DiffusionLayer(nn.Module):
             else:
                 bias[:, 1].uniform_(1.0, self.chrono_steps - 1.0).log_()
                 bias[:, 0] = -bias[:, 1]
-        if self.state_to_state.numel():
-            nn.init.uniform_(
-                self.state_to_state, -bound / len(self.offsets), bound / len(self.offsets)
-            )
-        for conv in self.axis_convs:
-            nn.init.uniform_(conv.weight, -bound / len(self.rates), bound / len(self.rates))
 
     def extra_repr(self) -> str:
         return (
@@ -267,17 +205,120 @@ class DiffusionLayer(nn.Module):
     def forward_with_state(
         self, x: torch.Tensor, state: State | None
     ) -> tuple[torch.Tensor, State | None]:
-        """Run the layer; ``state`` is the previous layer's ``(h, c)`` in ``layerwise`` mode.
+        """Run the layer; ``state`` is the previous layer's ``(h, c)`` where the reading uses it.
 
-        Returns the output ``(B, C, H, W)`` and, in ``layerwise`` mode, this layer's ``(h, c)``, each
-        ``(B, axes * hidden, H, W)``; ``sweep`` mode ignores ``state`` and returns ``None``.
+        Returns the output ``(B, C, H, W)`` and this layer's ``(h, c)`` for the next layer, or
+        ``None`` for a reading that passes no state.
         """
-        if self.mode == "sweep":
-            hidden, new_state = self.hidden_states(x), None
-        else:
-            new_state = self.layerwise_states(x, state)
-            hidden = new_state[0]
-        return torch.relu(x + self.norm(self.fuse(hidden))), new_state
+        raise NotImplementedError
+
+    def _fused(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``ReLU(X + BN(Conv1x1(h)))``: ``x`` ``(B, C, H, W)``, ``hidden``
+        ``(B, streams * hidden, H, W)`` -> ``(B, C, H, W)``."""
+        return torch.relu(x + self.norm(self.fuse(hidden)))
+
+    def _gates(self, x: torch.Tensor) -> torch.Tensor:
+        """``Wx X`` per stream: ``(B, C, H, W) -> (B, streams, 4 * hidden, H, W)``, gates
+        (i, f, g, o) in ``torch.nn.LSTM``'s order."""
+        batch, _, height, width = x.shape
+        return self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
+
+
+@torch.jit.script_if_tracing
+def _traced_sweep_loop(
+    steps: torch.Tensor, kernel: torch.Tensor, pad: int, count: int
+) -> torch.Tensor:
+    """The sweep's loop over slices in a form a trace keeps as a loop (an ONNX ``Loop``), so an
+    exported graph takes any height and width; :meth:`SweepDiffusion._sweep` uses it only while
+    tracing. The same arithmetic as the eager loop, which skips the zero first recurrent term.
+
+    ``steps``: ``(S, B, count * 4 * hidden, L)`` input-to-state gates per slice; ``kernel``: the
+    grouped ``conv1d`` weight of :meth:`SweepDiffusion._recurrent_kernel`. Returns the hidden
+    states ``(S, B, count, hidden, L)``.
+    """
+    num_steps, batch, width, length = steps.shape
+    hidden = width // (4 * count)
+    h = steps.new_zeros(batch, count * hidden, length)
+    cell = steps.new_zeros(batch, count, hidden, length)
+    outputs: list[torch.Tensor] = []
+    for s in range(num_steps):
+        recurrent = F.conv1d(h, kernel, padding=pad, groups=count)
+        g = (steps[s] + recurrent).view(batch, count, 4 * hidden, length)
+        h4, cell = _lstm_update(g, cell, 2)
+        h = h4.reshape(batch, count * hidden, length)
+        outputs.append(h4)
+    return torch.stack(outputs, 0)
+
+
+class SweepDiffusion(DiffusionLayerBase):
+    """The ``sweep`` reading: one ConvLSTM per direction. ``(B, C, H, W) -> (B, C, H, W)``.
+
+    For ``"down"`` the map is cut into rows and the LSTM runs from the top row to the bottom one;
+    ``"up"`` runs bottom to top, ``"right"`` runs over the columns from left to right and
+    ``"left"`` from right to left. At slice ``s``::
+
+        gates_s = Wx X_s + sum_r U_r (*atrous r) h_{s-1}      (1-D convolutions along the slice)
+        c_s = f * c_{s-1} + i * g ;  h_s = o * tanh(c_s)        (zero initial state)
+
+    The summed atrous filters ``U_r`` of all directions are stored as one filter over the union of
+    their taps (:func:`tap_offsets`), ``state_to_state``: ``(D, 4 * hidden, hidden * taps)``,
+    channel-major taps.
+
+    Args:
+        channels: ``C``, the width of the input and output.
+        options: :class:`DiffusionOptions` with ``mode="sweep"`` (default: the defaults).
+
+    A layer runs ``H`` sequential steps for its vertical directions and ``W`` for its horizontal
+    ones; directions whose slices have the same shape share the steps, batched together (the two
+    of an axis always, all four on a square map, which then takes ``H`` steps in all), and each
+    step works on a whole slice of the whole batch: one grouped ``conv1d`` for the recurrent
+    filters of all its directions, then the gate arithmetic. In eval mode the output of a
+    one-direction sweep at slice ``s`` depends on no input beyond ``s``. For inference on a GPU,
+    where each step's kernel launches dominate, the recurrent filters run as one gathered ``bmm``
+    per step instead (the same result; attribute ``recurrence``: ``"auto"``, ``"conv1d"`` or
+    ``"gather"``). With ``triton`` installed (``pip install pdn[gpu]``), ``"auto"`` on a GPU and
+    ``"triton"`` run the whole loop as one kernel launch instead (:mod:`pdn.models.kernels`).
+    """
+
+    mode = "sweep"
+    offsets: list[int]
+    pad: int
+    recurrence: str
+    vertical: list[int]
+    horizontal: list[int]
+    reverse: list[bool]
+
+    def __init__(self, channels: int, options: DiffusionOptions | None = None):
+        options = options if options is not None else DiffusionOptions(mode=self.mode)
+        super().__init__(channels, options, streams=len(options.directions))
+        self.offsets = tap_offsets(self.kernel_size, self.rates)
+        self.pad = max(abs(o) for o in self.offsets)
+        self.vertical = [k for k, d in enumerate(self.directions) if d in _VERTICAL]
+        self.horizontal = [k for k, d in enumerate(self.directions) if d not in _VERTICAL]
+        self.reverse = [d in _REVERSED for d in self.directions]
+        self.recurrence = "auto"
+        # Where each tap sits in a window of 2 * pad + 1 sites (the gathered recurrence).
+        self.register_buffer(
+            "tap_positions", torch.tensor(self.offsets) + self.pad, persistent=False
+        )
+        self.state_to_state = nn.Parameter(
+            torch.empty(self.streams, 4 * self.hidden, self.hidden * len(self.offsets))
+        )
+        self._add_fusion()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``Wx`` and the gate biases as in :class:`DiffusionLayerBase`; ``U`` uniform as in
+        ``torch.nn.LSTM``, its bound divided among the taps."""
+        super().reset_parameters()
+        self._lstm_uniform_(self.state_to_state, len(self.offsets))
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: State | None
+    ) -> tuple[torch.Tensor, State | None]:
+        """``(B, C, H, W) -> (B, C, H, W)``; a sweep starts from a zero state, so ``state`` is
+        ignored and the returned state is ``None``."""
+        return self._fused(x, self.hidden_states(x)), None
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """The sweep's hidden states before fusion: ``(B, C, H, W) -> (B, D * hidden, H, W)``.
@@ -285,8 +326,8 @@ class DiffusionLayer(nn.Module):
         Channels are grouped by direction, in the order of ``directions``. Directions whose slices
         have the same shape (all four on a square map) run batched in one loop over the slices.
         """
-        batch, _, height, width = x.shape
-        gates = self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
+        gates = self._gates(x)
+        height, width = x.shape[2], x.shape[3]
         if height == width and not torch.jit.is_tracing():  # a trace must fit every shape
             groups = [self.vertical + self.horizontal]
         else:
@@ -341,25 +382,19 @@ class DiffusionLayer(nn.Module):
         ``bmm`` for inference on a GPU (:meth:`_gathered_recurrence`); ``recurrence`` =
         ``"conv1d"`` or ``"gather"`` forces one.
         """
-        oriented: list[torch.Tensor] = []
-        for stream in streams:
-            g = gates[:, stream]  # (B, 4h, H, W)
-            if stream in self.horizontal:
-                g = g.transpose(2, 3)  # slices are columns: (B, 4h, W, H)
-            if self.reverse[stream]:
-                g = g.flip(2)
-            oriented.append(g.permute(2, 0, 1, 3))  # (S, B, 4h, L)
-        # (S, B, D_group * 4h, L): step s of every stream, sites along the slice L.
-        steps = torch.stack(oriented, 2)
-        num_steps, batch, count, _, length = steps.shape
-        steps = steps.view(num_steps, batch, count * 4 * self.hidden, length)
-        if self.recurrence not in ["auto", "conv1d", "gather"]:
-            raise ValueError(f"recurrence must be auto, conv1d or gather, got {self.recurrence}")
+        if self.recurrence not in ["auto", "conv1d", "gather", "triton"]:
+            raise ValueError(
+                f"recurrence must be auto, conv1d or gather, or triton, got {self.recurrence}"
+            )
+        steps = self._slices(gates, streams)
         if torch.jit.is_tracing():
-            loop = _traced_sweep_loop(steps, self._recurrent_kernel(streams), self.pad, count)
-            states = loop.permute(1, 2, 3, 0, 4)
+            kernel = self._recurrent_kernel(streams)
+            states = _traced_sweep_loop(steps, kernel, self.pad, len(streams)).permute(
+                1, 2, 3, 0, 4
+            )
         else:
-            states = self._eager_sweep_loop(steps, streams)
+            fused = None if torch.jit.is_scripting() else self._fused_sweep_loop(steps, streams)
+            states = self._eager_sweep_loop(steps, streams) if fused is None else fused
         result: list[torch.Tensor] = []
         for k, stream in enumerate(streams):
             state = states[:, k]
@@ -369,6 +404,31 @@ class DiffusionLayer(nn.Module):
                 state = state.transpose(2, 3)
             result.append(state)
         return result
+
+    def _slices(self, gates: torch.Tensor, streams: list[int]) -> torch.Tensor:
+        """The gates of ``streams`` slice by slice, each in its direction's order:
+        ``(B, D, 4*hidden, H, W) -> (S, B, D_group * 4*hidden, L)``, sites along the slice ``L``."""
+        oriented: list[torch.Tensor] = []
+        for stream in streams:
+            g = gates[:, stream]  # (B, 4h, H, W)
+            if stream in self.horizontal:
+                g = g.transpose(2, 3)  # slices are columns: (B, 4h, W, H)
+            if self.reverse[stream]:
+                g = g.flip(2)
+            oriented.append(g.permute(2, 0, 1, 3))  # (S, B, 4h, L)
+        steps = torch.stack(oriented, 2)
+        num_steps, batch, count, _, length = steps.shape
+        return steps.view(num_steps, batch, count * 4 * self.hidden, length)
+
+    @torch.jit.unused
+    def _fused_sweep_loop(self, steps: torch.Tensor, streams: list[int]) -> torch.Tensor | None:
+        """The loop over slices as one Triton kernel launch, where ``recurrence`` and the input
+        call for it (see :func:`pdn.models.kernels.uses_fused_sweep`), else ``None``."""
+        from .kernels import fused_sweep, uses_fused_sweep
+
+        if not uses_fused_sweep(self.recurrence, steps):
+            return None
+        return fused_sweep(steps, self._stream_weights(streams), self.offsets)
 
     def _eager_sweep_loop(self, steps: torch.Tensor, streams: list[int]) -> torch.Tensor:
         """The loop over slices: ``(S, B, D_group * 4 * hidden, L)`` gates -> hidden states
@@ -396,15 +456,83 @@ class DiffusionLayer(nn.Module):
             outputs.append(h4)
         return torch.stack(outputs, 3)
 
-    def layerwise_states(self, x: torch.Tensor, state: State | None) -> State:
-        """``layerwise`` update: ``(B, C, H, W)`` and the previous ``(h, c)`` -> this layer's ``(h, c)``.
 
-        ``h`` and ``c`` are ``(B, axes * hidden, H, W)``, vertical axis first.
-        """
-        batch, _, height, width = x.shape
-        gates = self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
+def _axis_conv(hidden: int, axis: str, rate: int, kernel_size: int) -> nn.Conv2d:
+    """One atrous recurrent filter of the ``layerwise`` reading, ``hidden -> 4 * hidden``:
+    ``kernel_size x 1`` along the columns for the ``"vertical"`` axis, ``1 x kernel_size`` along
+    the rows for the ``"horizontal"`` one, dilated by ``rate``; keeps the spatial size."""
+    reach = rate * (kernel_size // 2)
+    if axis == "vertical":
+        kernel, dilation, padding = (kernel_size, 1), (rate, 1), (reach, 0)
+    else:
+        kernel, dilation, padding = (1, kernel_size), (1, rate), (0, reach)
+    return nn.Conv2d(hidden, 4 * hidden, kernel, padding=padding, dilation=dilation, bias=False)
+
+
+class LayerwiseDiffusion(DiffusionLayerBase):
+    """The ``layerwise`` reading: the LSTM's time axis is the layer index.
+    ``(B, C, H, W) -> (B, C, H, W)``, with the LSTM state passed from layer to layer.
+
+    Each layer ``l`` updates one ``(h, c)`` state per axis from its input ``X_l`` and the
+    previous layer's ``h``, with no loop over space::
+
+        gates_l = Wx X_l + sum_r V_r (*atrous r) h_{l-1}
+        c_l = f * c_{l-1} + i * g ;  h_l = o * tanh(c_l)        (zero state before layer 0)
+
+    where the ``V_r`` (``axis_convs``, ``len(rates)`` per axis) are ``k x 1`` filters for the
+    vertical axis and ``1 x k`` ones for the horizontal axis, dilated by ``r``. A
+    :class:`DiffusionStack` multiplies the rates by ``2**l`` at layer ``l``, so the reach grows
+    with depth.
+
+    Args:
+        channels: ``C``, the width of the input and output.
+        options: :class:`DiffusionOptions` with ``mode="layerwise"`` (default: the defaults in
+            that mode); the directions select the axes: ``down``/``up`` the vertical one,
+            ``right``/``left`` the horizontal one.
+
+    The axes are the streams in alphabetical order: ``"horizontal"`` first when both are used.
+    """
+
+    mode = "layerwise"
+
+    def __init__(self, channels: int, options: DiffusionOptions | None = None):
+        options = options if options is not None else DiffusionOptions(mode=self.mode)
+        axes = sorted({"vertical" if d in _VERTICAL else "horizontal" for d in options.directions})
+        super().__init__(channels, options, streams=len(axes))
+        # Empty, no recurrent filter over slices here; registered so that the keys (and the
+        # parameter order) stay those of the single layer class that had it in both modes.
+        self.state_to_state = nn.Parameter(torch.empty(0))
+        self.axis_convs = nn.ModuleList(
+            _axis_conv(self.hidden, axis, rate, self.kernel_size)
+            for axis in axes
+            for rate in self.rates
+        )
+        self._add_fusion()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``Wx`` and the gate biases as in :class:`DiffusionLayerBase`; each ``V_r`` uniform as in
+        ``torch.nn.LSTM``, its bound divided among the rates."""
+        super().reset_parameters()
+        for conv in self.axis_convs:
+            self._lstm_uniform_(conv.weight, len(self.rates))
+
+    def forward_with_state(
+        self, x: torch.Tensor, state: State | None
+    ) -> tuple[torch.Tensor, State | None]:
+        """``x`` ``(B, C, H, W)`` and the previous layer's ``(h, c)`` (``None`` before the first
+        layer) -> the output ``(B, C, H, W)`` and this layer's ``(h, c)``, each
+        ``(B, axes * hidden, H, W)``."""
+        new_state = self.layerwise_states(x, state)
+        return self._fused(x, new_state[0]), new_state
+
+    def layerwise_states(self, x: torch.Tensor, state: State | None) -> State:
+        """``(B, C, H, W)`` and the previous ``(h, c)`` -> this layer's ``(h, c)``, each
+        ``(B, axes * hidden, H, W)``, grouped by axis in stream order."""
+        gates = self._gates(x)
         cell: torch.Tensor | None = None
         if state is not None:
+            batch, _, height, width = x.shape
             h_prev, cell = state
             h_prev = h_prev.view(batch, self.streams, self.hidden, height, width)
             cell = cell.view(batch, self.streams, self.hidden, height, width)
@@ -421,45 +549,56 @@ class DiffusionLayer(nn.Module):
         return h.flatten(1, 2), cell.flatten(1, 2)
 
 
+_READINGS: dict[str, type[DiffusionLayerBase]] = {
+    SweepDiffusion.mode: SweepDiffusion,
+    LayerwiseDiffusion.mode: LayerwiseDiffusion,
+}
+
+
+def diffusion_layer(channels: int, options: DiffusionOptions) -> DiffusionLayerBase:
+    """The layer of ``options.mode`` (:class:`SweepDiffusion` or :class:`LayerwiseDiffusion`)
+    on ``channels`` channels."""
+    return _READINGS[options.mode](channels, options)
+
+
+def DiffusionLayer(channels: int, **options: Any) -> DiffusionLayerBase:
+    """One information-diffusion layer, ``(B, C, H, W) -> (B, C, H, W)``, from keyword options:
+    ``DiffusionLayer(C, mode="layerwise", rates=(1, 2))`` is
+    ``LayerwiseDiffusion(C, DiffusionOptions(mode="layerwise", rates=(1, 2)))``. (Named as a
+    class: it was the one class of both readings, and callers construct it as one.)
+
+    Args:
+        channels: ``C``, the width of the input and output.
+        **options: the fields of :class:`DiffusionOptions`, as keywords.
+
+    Returns:
+        A :class:`SweepDiffusion` or a :class:`LayerwiseDiffusion`, both
+        :class:`DiffusionLayerBase`.
+    """
+    return diffusion_layer(channels, DiffusionOptions(**options))
+
+
 class DiffusionStack(nn.Module):
     """``num_layers`` diffusion layers: ``(B, C, H, W) -> (B, C, H, W)``.
 
-    In ``layerwise`` mode layer ``l`` uses the rates multiplied by ``2**l`` and receives the
-    previous layer's LSTM state.
+    Args:
+        channels: ``C``, the width of the input and output.
+        num_layers: the number of layers (at least 1).
+        options: every layer's :class:`DiffusionOptions` (default: the defaults). In ``layerwise``
+            mode layer ``l`` uses the rates multiplied by ``2**l`` and receives the previous
+            layer's LSTM state.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        num_layers: int = 2,
-        *,
-        hidden: int | None = None,
-        directions: Sequence[str] = DIRECTIONS,
-        rates: Sequence[int] = (1, 2, 4),
-        kernel_size: int = 3,
-        mode: str = "sweep",
-        forget_bias: float = 1.0,
-        chrono_steps: int | None = None,
-    ):
+    def __init__(self, channels: int, num_layers: int = 2, options: DiffusionOptions | None = None):
         super().__init__()
         if num_layers < 1:
             raise ConfigError(f"num_layers must be at least 1, got {num_layers}")
-        layers = []
-        for index in range(num_layers):
-            scale = 2**index if mode == "layerwise" else 1
-            layers.append(
-                DiffusionLayer(
-                    channels,
-                    hidden=hidden,
-                    directions=directions,
-                    rates=tuple(r * scale for r in rates),
-                    kernel_size=kernel_size,
-                    mode=mode,
-                    forget_bias=forget_bias,
-                    chrono_steps=chrono_steps,
-                )
-            )
-        self.layers = nn.ModuleList(layers)
+        options = options if options is not None else DiffusionOptions()
+        layerwise = options.mode == LayerwiseDiffusion.mode
+        self.layers = nn.ModuleList(
+            diffusion_layer(channels, options.with_rates_scaled(2**index if layerwise else 1))
+            for index in range(num_layers)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state: State | None = None

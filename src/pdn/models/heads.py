@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import DIRECTIONS, DiffusionStack
+from .diffusion import DiffusionOptions, DiffusionStack
 
 
 def conv_bn_relu(
@@ -121,7 +122,20 @@ class PPMHead(nn.Module):
 
 class PDNHead(nn.Module):
     """The PDN head: 1x1 reduce to ``channels``, a :class:`DiffusionStack`, fusion of the reduced and
-    the diffused features, then the classifier head. ``(B, C_in, h, w) -> (B, K, h, w)``."""
+    the diffused features, then the classifier head. ``(B, C_in, h, w) -> (B, K, h, w)``.
+
+    Args:
+        in_ch: ``C_in``.
+        num_classes: ``K``.
+        channels: the head's width, that of the diffusion layers.
+        num_layers: the number of diffusion layers.
+        dropout: before the classifier.
+        **diffusion: the diffusion layers' options: the fields of :class:`DiffusionOptions`, as
+            keywords.
+    """
+
+    # The type ``**diffusion`` builds; ``pdn.models.build.head_options`` lists its fields.
+    options_type = DiffusionOptions
 
     def __init__(
         self,
@@ -130,28 +144,12 @@ class PDNHead(nn.Module):
         *,
         channels: int,
         num_layers: int = 2,
-        hidden: int | None = None,
-        directions: Sequence[str] = DIRECTIONS,
-        rates: Sequence[int] = (1, 2, 4),
-        kernel_size: int = 3,
-        mode: str = "sweep",
-        forget_bias: float = 1.0,
-        chrono_steps: int | None = None,
         dropout: float = 0.1,
+        **diffusion: Any,
     ):
         super().__init__()
         self.reduce = conv_bn_relu(in_ch, channels)
-        self.diffusion = DiffusionStack(
-            channels,
-            num_layers,
-            hidden=hidden,
-            directions=directions,
-            rates=rates,
-            kernel_size=kernel_size,
-            mode=mode,
-            forget_bias=forget_bias,
-            chrono_steps=chrono_steps,
-        )
+        self.diffusion = DiffusionStack(channels, num_layers, DiffusionOptions(**diffusion))
         self.classifier = ClassifierHead(2 * channels, channels, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,3 +1,3 @@
 """The dataset readers, one module per layout; importing this package registers them."""
 
-from . import ade20k, cityscapes, folder, nuclei, pascal_context, voc  # noqa: F401
+from . import ade20k, cityscapes, fashion_scenes, folder, nuclei, pascal_context, voc  # noqa: F401

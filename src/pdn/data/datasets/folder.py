@@ -72,39 +72,67 @@ def build_folder(
     ``class_0 ...`` and ``num_classes`` must be given. If both are given they must agree. The
     palette is the VOC colour map.
     """
+    root = _existing_root(root)
+    names = _class_names(root, num_classes, class_names)
+    base = locate_root(root, "folder", ["."], ["images", "masks"], EXPECTED)
+    return FileSegmentationDataset(
+        _split_samples(base, split),
+        root=base,
+        split=split,
+        classes=names,
+        palette=voc_colormap(len(names)),
+        label_map=LabelMap.identity(len(names)),
+        transforms=transforms,
+    )
+
+
+def _existing_root(root: str | Path | None) -> Path:
     if root is None:
         raise DataError(f"dataset 'folder' needs root=...; expected {EXPECTED}")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: no such folder; the folder layout expects {EXPECTED}")
-    names_file = None
-    if class_names is not None:
-        names_file = Path(class_names)
-        names_file = names_file if names_file.is_absolute() else root / names_file
-    elif (root / "classes.txt").is_file():
-        names_file = root / "classes.txt"
+    return root
+
+
+def _class_names(root: Path, num_classes: int | None, class_names: str | Path | None) -> list[str]:
+    """The names from the class-names file (checked against ``num_classes`` when both are
+    given), else ``class_0 ... class_{num_classes-1}``."""
+    names_file = _class_names_file(root, class_names)
     if names_file is not None:
         names = read_class_names(names_file)
         if num_classes is not None and num_classes != len(names):
             raise ConfigError(
                 f"folder: num_classes={num_classes} but {names_file} names {len(names)} classes"
             )
-    elif num_classes is None:
+        return names
+    if num_classes is None:
         raise ConfigError(
             "folder: give num_classes=K or a class-names file (class_names=... or ROOT/classes.txt)"
         )
-    else:
-        if (
-            not isinstance(num_classes, int)
-            or isinstance(num_classes, bool)
-            or not 1 <= num_classes <= IGNORE_INDEX
-        ):
-            raise ConfigError(
-                f"folder: num_classes must be an integer in 1..255, got {num_classes!r}"
-            )
-        names = [f"class_{k}" for k in range(num_classes)]
+    if (
+        not isinstance(num_classes, int)
+        or isinstance(num_classes, bool)
+        or not 1 <= num_classes <= IGNORE_INDEX
+    ):
+        raise ConfigError(f"folder: num_classes must be an integer in 1..255, got {num_classes!r}")
+    return [f"class_{k}" for k in range(num_classes)]
 
-    base = locate_root(root, "folder", ["."], ["images", "masks"], EXPECTED)
+
+def _class_names_file(root: Path, class_names: str | Path | None) -> Path | None:
+    """``class_names`` (relative to ``root`` unless absolute), else ``root/classes.txt`` if it
+    exists, else None."""
+    if class_names is not None:
+        names_file = Path(class_names)
+        return names_file if names_file.is_absolute() else root / names_file
+    if (root / "classes.txt").is_file():
+        return root / "classes.txt"
+    return None
+
+
+def _split_samples(base: Path, split: str) -> list[tuple[Path, Path]]:
+    """The ``(image, mask)`` paths of ``split`` under ``base``; a listed stem without an image or
+    mask gets the path it would have (reading that sample then reports the file not found)."""
     images_dir, masks_dir = base / "images", base / "masks"
     split_file = base / f"{split}.txt"
     if split_file.is_file():
@@ -124,16 +152,7 @@ def build_folder(
         stems = list(images)
         if not stems:
             raise DataError(f"{images_dir}: no images; expected {EXPECTED}")
-    samples = [
+    return [
         (images.get(stem, images_dir / f"{stem}.*"), masks.get(stem, masks_dir / f"{stem}.png"))
         for stem in stems
     ]
-    return FileSegmentationDataset(
-        samples,
-        root=base,
-        split=split,
-        classes=names,
-        palette=voc_colormap(len(names)),
-        label_map=LabelMap.identity(len(names)),
-        transforms=transforms,
-    )
