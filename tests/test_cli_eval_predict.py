@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 import pdn
+from layouts import random_image
 from pdn.cli.main import main
 from pdn.engine import checkpoint as ck
 from pdn.engine.evaluate import resolve_config
@@ -22,17 +22,6 @@ from pdn.metrics import SegmentationMetric
 CLASSES = ["background", "cell", "edge"]
 PALETTE = [(0, 0, 0), (220, 40, 40), (40, 220, 40)]
 SIZES = [(40, 56), (37, 45), (64, 33)]
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    model = pdn.build_model("pdn", len(CLASSES), backbone="tiny", channels=16)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +43,7 @@ def dataset_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, dataset_root):
+def checkpoint(tmp_path_factory, dataset_root, tiny_model):
     config = {
         "model": {"arch": "pdn", "backbone": "tiny", "channels": 16},
         "data": {
@@ -65,7 +54,7 @@ def checkpoint(tmp_path_factory, dataset_root):
             "num_workers": 0,
         },
     }
-    payload = ck.make_checkpoint(_model(), classes=CLASSES, palette=PALETTE, config=config)
+    payload = ck.make_checkpoint(tiny_model(), classes=CLASSES, palette=PALETTE, config=config)
     return ck.save_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", payload)
 
 
@@ -278,7 +267,7 @@ def test_bench_latency_prints_one_line(capsys):
 def test_panel_shows_image_truth_prediction_overlay_and_the_classes_present(tmp_path, capsys):
     from pdn.engine.visualize import background_classes, overlay, panel_image
 
-    rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    rgb = random_image(40, 50, 3)
     prediction = np.zeros((40, 50), dtype=np.int64)
     prediction[10:20, 10:20] = 2
     two = panel_image(rgb, prediction, PALETTE, CLASSES)
@@ -347,7 +336,7 @@ def test_bf16_precision_on_the_cpu_stays_close_to_fp32(checkpoint):
     from pdn.errors import ConfigError
 
     segmenter = pdn.Segmenter.from_checkpoint(checkpoint, device="cpu")
-    x = segmenter.prepare(np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    x = segmenter.prepare(random_image(48, 40, 5))
     exact = infer(segmenter.model, x[None], InferenceOptions())
     fast = infer(segmenter.model, x[None], InferenceOptions(precision="bf16"))
     assert fast.dtype == torch.float32

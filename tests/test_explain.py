@@ -10,6 +10,7 @@ from PIL import Image
 from torch import nn
 
 import pdn
+from layouts import random_image
 from pdn.cli.main import main
 from pdn.data.context import ContextDataset
 from pdn.data.transforms import eval_transforms
@@ -21,18 +22,8 @@ CLASSES = ["background", "a", "b"]
 PALETTE = [(0, 0, 0), (220, 40, 40), (40, 220, 40)]
 
 
-def _model(arch: str, num_classes: int = 3, **options) -> nn.Module:
-    torch.manual_seed(0)
-    model = pdn.build_model(arch, num_classes, backbone="tiny", channels=16, **options)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-def test_fcn_map_is_zero_outside_its_107_px_window() -> None:
-    model = _model("fcn")
+def test_fcn_map_is_zero_outside_its_107_px_window(tiny_model) -> None:
+    model = tiny_model("fcn")
     values, target = influence_map(model, torch.randn(3, 320, 320), (160, 160))
     assert 0 <= target < 3
     rows, cols = torch.nonzero(values > 0, as_tuple=True)
@@ -40,10 +31,10 @@ def test_fcn_map_is_zero_outside_its_107_px_window() -> None:
     assert float(values[160, 160]) > 0
 
 
-def test_down_sweep_layer_hears_only_rows_above_its_site() -> None:
+def test_down_sweep_layer_hears_only_rows_above_its_site(tiny_model) -> None:
     """A one-direction ("down") sweep is causal: its output at row r depends on input rows <= r,
     and through the recurrence on rows far above."""
-    model = _model("pdn", num_layers=1, directions=["down"])
+    model = tiny_model("pdn", num_layers=1, directions=["down"])
     (layer,) = layer_influence(model, torch.randn(3, 160, 160), (96, 80))
     site_row, site_col = layer.site
     assert (site_row, site_col) == (12, 10)
@@ -52,12 +43,12 @@ def test_down_sweep_layer_hears_only_rows_above_its_site() -> None:
     assert float(layer.values[0].sum()) > 0  # the top row reaches the site 12 rows down
 
 
-def test_aspp_map_reaches_farther_than_fcn_and_not_everywhere() -> None:
+def test_aspp_map_reaches_farther_than_fcn_and_not_everywhere(tiny_model) -> None:
     image = torch.randn(3, 320, 320)
-    fcn, _ = influence_map(_model("fcn"), image, (160, 160))
-    aspp, _ = influence_map(_model("aspp"), image, (160, 160))
+    fcn, _ = influence_map(tiny_model("fcn"), image, (160, 160))
+    aspp, _ = influence_map(tiny_model("aspp"), image, (160, 160))
     assert float((aspp > 0).float().mean()) > float((fcn > 0).float().mean())
-    assert layer_influence(_model("aspp"), image, (160, 160)) == []
+    assert layer_influence(tiny_model("aspp"), image, (160, 160)) == []
 
 
 def test_layer_influence_equals_the_summed_jacobian() -> None:
@@ -86,26 +77,28 @@ def test_layer_influence_equals_the_summed_jacobian() -> None:
     assert not found.directions["left"][:, :3].any() and found.directions["left"][:, 3:].any()
 
 
-def test_cue_share_is_zero_for_a_local_model_and_not_for_pdn() -> None:
+def test_cue_share_is_zero_for_a_local_model_and_not_for_pdn(tiny_model) -> None:
     """On 256 px scenes the cue is >= 128 px from every object, beyond fcn's 107 px: its share is
     exactly 0; a PDN sweep carries gradient from the cue at initialisation."""
     dataset = ContextDataset(split="train", size=256, num_samples=2, cue_segments=8)
-    fcn = _model("fcn", 5)
+    fcn = tiny_model("fcn", 5)
     probe = CueProbe.from_dataset(dataset, eval_transforms(fcn.normalization), count=2)
     assert probe is not None and probe.cues.any() and probe.images.shape == (2, 3, 256, 256)
     assert cue_share(fcn, probe.images, probe.masks, probe.cues, pixels_per_image=2) == 0.0
-    share = cue_share(_model("pdn", 5), probe.images, probe.masks, probe.cues, pixels_per_image=2)
+    share = cue_share(
+        tiny_model("pdn", 5), probe.images, probe.masks, probe.cues, pixels_per_image=2
+    )
     assert 0.0 < share < 1.0
     assert all(p.grad is None for p in fcn.parameters())  # the trainer's gradients are untouched
     assert CueProbe.from_dataset([(probe.images[0], probe.masks[0])], lambda i, m: (i, m)) is None
 
 
 @pytest.mark.parametrize("arch", ["pdn", "aspp", "fcn"])
-def test_pdn_explain_writes_the_picture(arch, tmp_path, capsys) -> None:
-    payload = ck.make_checkpoint(_model(arch), classes=CLASSES, palette=PALETTE, config=None)
+def test_pdn_explain_writes_the_picture(arch, tmp_path, capsys, tiny_model) -> None:
+    payload = ck.make_checkpoint(tiny_model(arch), classes=CLASSES, palette=PALETTE, config=None)
     checkpoint = ck.save_checkpoint(tmp_path / f"{arch}.pt", payload)
     image = tmp_path / "scene.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)).save(image)
+    Image.fromarray(random_image(48, 64, 0)).save(image)
     out = tmp_path / "why.png"
     args = ["explain", str(image), "--checkpoint", str(checkpoint), "--pixel", "20", "30"]
     assert main([*args, "--out", str(out), "--class", "b"]) == 0
@@ -117,8 +110,8 @@ def test_pdn_explain_writes_the_picture(arch, tmp_path, capsys) -> None:
     assert picture.height > 256 and picture.width > panels * 256
 
 
-def test_pdn_explain_bad_input_is_one_line(tmp_path, capsys) -> None:
-    payload = ck.make_checkpoint(_model("fcn"), classes=CLASSES, palette=PALETTE, config=None)
+def test_pdn_explain_bad_input_is_one_line(tmp_path, capsys, tiny_model) -> None:
+    payload = ck.make_checkpoint(tiny_model("fcn"), classes=CLASSES, palette=PALETTE, config=None)
     checkpoint = ck.save_checkpoint(tmp_path / "fcn.pt", payload)
     image = tmp_path / "scene.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)

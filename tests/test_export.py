@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import pdn
 from pdn.cli.main import main
@@ -34,21 +33,10 @@ VARIANTS = {
 }
 
 
-def _model(arch: str, options: dict) -> nn.Module:
-    torch.manual_seed(0)
-    model = pdn.build_model(arch, len(CLASSES), backbone="tiny", channels=16, **options)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
-def saved(request, tmp_path_factory):
+def saved(request, tmp_path_factory, tiny_model):
     arch, options = VARIANTS[request.param]
-    model = _model(arch, options)
+    model = tiny_model(arch, **options)
     payload = ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE, iteration=5)
     path = ck.save_checkpoint(tmp_path_factory.mktemp(request.param) / "model.pt", payload)
     return path, model
@@ -89,8 +77,8 @@ def test_onnx_dynamic_axes(saved, tmp_path):
         np.testing.assert_allclose(_onnx_logits(out, x), expected, atol=1e-4, rtol=0)
 
 
-def test_onnx_without_dynamic_fits_the_export_size_only(tmp_path):
-    model = _model("pdn", {})
+def test_onnx_without_dynamic_fits_the_export_size_only(tmp_path, tiny_model):
+    model = tiny_model("pdn")
     checkpoint = ck.save_checkpoint(
         tmp_path / "pdn.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
     )
@@ -100,8 +88,8 @@ def test_onnx_without_dynamic_fits_the_export_size_only(tmp_path):
         _onnx_logits(out, torch.randn(1, 3, 40, 72))
 
 
-def test_dynamic_onnx_is_refused_for_ppm_with_the_reason(tmp_path):
-    model = _model("ppm", {})
+def test_dynamic_onnx_is_refused_for_ppm_with_the_reason(tmp_path, tiny_model):
+    model = tiny_model("ppm")
     assert size_specific(model) is not None
     checkpoint = ck.save_checkpoint(
         tmp_path / "ppm.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
@@ -127,8 +115,8 @@ def test_torchscript_round_trip_is_size_generic(saved, tmp_path):
     assert read_metadata(out)["pdn.classes"] == CLASSES
 
 
-def test_cli_export_prints_the_difference(tmp_path, capsys):
-    model = _model("fcn", {})
+def test_cli_export_prints_the_difference(tmp_path, capsys, tiny_model):
+    model = tiny_model("fcn")
     payload = ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
     checkpoint = ck.save_checkpoint(tmp_path / "fcn.pt", payload)
     out = tmp_path / "fcn.onnx"
@@ -141,12 +129,12 @@ def test_cli_export_prints_the_difference(tmp_path, capsys):
         np.testing.assert_allclose(_onnx_logits(out, x), model(x).numpy(), atol=1e-4, rtol=0)
 
 
-def test_export_errors_are_one_line(tmp_path, capsys):
+def test_export_errors_are_one_line(tmp_path, capsys, tiny_model):
     argv = ["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.onnx")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pdn export: error:") and "not found" in err and "\n" not in err
-    model = _model("ppm", {})
+    model = tiny_model("ppm")
     checkpoint = ck.save_checkpoint(
         tmp_path / "ppm.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
     )
@@ -158,8 +146,8 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ppm.pt"]  # no temporary files left
 
 
-def test_a_graph_beyond_tolerance_is_refused(tmp_path):
-    model = _model("fcn", {})
+def test_a_graph_beyond_tolerance_is_refused(tmp_path, tiny_model):
+    model = tiny_model("fcn")
     checkpoint = ck.save_checkpoint(
         tmp_path / "fcn.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
     )
@@ -168,8 +156,8 @@ def test_a_graph_beyond_tolerance_is_refused(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_export_never_replaces_the_checkpoint_or_a_foreign_file(tmp_path, capsys):
-    model = _model("fcn", {})
+def test_export_never_replaces_the_checkpoint_or_a_foreign_file(tmp_path, capsys, tiny_model):
+    model = tiny_model("fcn")
     checkpoint = ck.save_checkpoint(
         tmp_path / "best.pt", ck.make_checkpoint(model, classes=CLASSES, palette=PALETTE)
     )
@@ -190,8 +178,8 @@ def test_export_never_replaces_the_checkpoint_or_a_foreign_file(tmp_path, capsys
     capsys.readouterr()
 
 
-def test_non_finite_weights_or_outputs_fail_verification(tmp_path, capsys):
-    model = _model("fcn", {})
+def test_non_finite_weights_or_outputs_fail_verification(tmp_path, capsys, tiny_model):
+    model = tiny_model("fcn")
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] = float("nan")
     checkpoint = ck.save_checkpoint(
@@ -214,6 +202,6 @@ def test_non_finite_weights_or_outputs_fail_verification(tmp_path, capsys):
         assert main(command) == 2
         assert "not finite" in capsys.readouterr().err
     # a NaN difference is a failure, not "max abs diff 0"
-    healthy = _model("fcn", {})
+    healthy = tiny_model("fcn")
     x = [torch.randn(1, 3, 32, 32)]
     assert math.isnan(_compare(healthy, lambda t: torch.full((1, 3, 32, 32), float("nan")), x, "g"))

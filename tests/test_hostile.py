@@ -5,7 +5,6 @@ test_cli_eval_predict.py, test_export.py); this module holds the rest."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 import pdn
+from layouts import random_image, write_folder
 from pdn.cli.main import main
 from pdn.engine import checkpoint as ck
 
@@ -105,9 +105,6 @@ def test_an_empty_config_file_is_refused(tmp_path, capsys):
 
 
 def _folder_dataset(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> dict:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from layouts import random_image, write_folder
-
     rng = np.random.default_rng(0)
     written = {}
     for split, shapes in sizes.items():

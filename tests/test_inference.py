@@ -9,6 +9,7 @@ from PIL import Image
 from torch import nn
 
 import pdn
+from layouts import random_image
 from pdn.engine import checkpoint as ck
 from pdn.engine.inference import InferenceOptions, infer, predict_probabilities, window_starts
 from pdn.engine.segmenter import to_image_tensor
@@ -42,17 +43,6 @@ class FlipSymmetric(nn.Module):
         return self.inner(x) + self.inner(x.flip(-1)).flip(-1)
 
 
-def _tiny_model(**options) -> nn.Module:
-    torch.manual_seed(0)
-    model = pdn.build_model("pdn", K, backbone="tiny", channels=16, **options)
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so that eval mode is not identity
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
 def test_window_grid_matches_mmsegmentation():
     assert window_starts(10, 4, 3) == [0, 3, 6]
     assert window_starts(11, 4, 3) == [0, 3, 6, 7]  # last window aligned to the border
@@ -67,8 +57,8 @@ def test_window_grid_matches_mmsegmentation():
         assert covered.all() and starts[-1] + crop == size
 
 
-def test_slide_with_crop_equal_to_image_is_whole():
-    model = _tiny_model()
+def test_slide_with_crop_equal_to_image_is_whole(tiny_model):
+    model = tiny_model()
     x = torch.randn(2, 3, 45, 61)
     whole = predict_probabilities(model, x)
     slide = predict_probabilities(model, x, mode="slide", crop_size=(45, 61), stride=(30, 40))
@@ -96,22 +86,22 @@ def test_images_smaller_than_crop_and_model_minimum_are_padded():
     torch.testing.assert_close(slide, whole)
 
 
-def test_flip_averaging_of_flip_symmetric_model_is_noop():
-    model = FlipSymmetric(_tiny_model()).eval()
+def test_flip_averaging_of_flip_symmetric_model_is_noop(tiny_model):
+    model = FlipSymmetric(tiny_model()).eval()
     x = torch.randn(1, 3, 48, 57)
     plain = predict_probabilities(model, x)
     flipped = predict_probabilities(model, x, flip=True)
     torch.testing.assert_close(flipped, plain, atol=1e-5, rtol=1e-5)
     # and for a model without the symmetry, flip does change the result
-    inner = _tiny_model()
+    inner = tiny_model()
     assert not torch.allclose(
         predict_probabilities(inner, x, flip=True), predict_probabilities(inner, x), atol=1e-4
     )
 
 
 @pytest.mark.parametrize("mode", ["whole", "slide"])
-def test_multi_scale_and_flip_shapes_on_odd_sizes(mode):
-    model = _tiny_model()
+def test_multi_scale_and_flip_shapes_on_odd_sizes(mode, tiny_model):
+    model = tiny_model()
     x = torch.randn(2, 3, 37, 53)
     probs = predict_probabilities(
         model, x, mode=mode, crop_size=(33, 40), scales=(0.5, 0.75, 1.0, 1.5), flip=True
@@ -121,8 +111,8 @@ def test_multi_scale_and_flip_shapes_on_odd_sizes(mode):
     assert bool((probs >= 0).all())
 
 
-def test_single_scale_one_is_the_plain_model():
-    model = _tiny_model()
+def test_single_scale_one_is_the_plain_model(tiny_model):
+    model = tiny_model()
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         expected = model(x).softmax(1)
@@ -170,23 +160,18 @@ CLASSES = ["background", "cat", "dog"]
 PALETTE = [(0, 0, 0), (200, 30, 30), (30, 200, 30)]
 
 
-def _checkpoint(path, config=None):
+def _checkpoint(model, path, config=None):
     payload = ck.make_checkpoint(
-        _tiny_model(), classes=CLASSES, palette=PALETTE, config=config, iteration=3
+        model, classes=CLASSES, palette=PALETTE, config=config, iteration=3
     )
     return ck.save_checkpoint(path, payload)
 
 
-def _photo(height=45, width=70, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-
-
-def test_segmenter_predicts_same_labels_from_path_pil_array_and_tensor(tmp_path):
-    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+def test_segmenter_predicts_same_labels_from_path_pil_array_and_tensor(tmp_path, tiny_model):
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tiny_model(), tmp_path / "m.pt"), device="cpu")
     assert seg.classes == CLASSES and seg.palette == PALETTE and seg.device.type == "cpu"
     assert not seg.model.training and seg.normalization == seg.model.normalization
-    pixels = _photo()
+    pixels = random_image(45, 70, 0)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     from_path = seg.predict(tmp_path / "photo.png")
     assert from_path.shape == (45, 70) and from_path.dtype == np.int64
@@ -201,31 +186,38 @@ def test_segmenter_predicts_same_labels_from_path_pil_array_and_tensor(tmp_path)
         np.testing.assert_array_equal(seg.model(x).argmax(1)[0].numpy(), from_path)
 
 
-def test_gray_inputs_are_repeated_over_rgb(tmp_path):
-    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
-    gray = _photo()[..., 0]
+def test_gray_inputs_are_repeated_over_rgb(tmp_path, tiny_model):
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tiny_model(), tmp_path / "m.pt"), device="cpu")
+    gray = random_image(45, 70, 0)[..., 0]
     expected = seg.predict(np.repeat(gray[..., None], 3, axis=2))
     np.testing.assert_array_equal(seg.predict(gray), expected)
     np.testing.assert_array_equal(seg.predict(Image.fromarray(gray)), expected)
 
 
-def test_predict_batch_matches_predict_on_mixed_sizes(tmp_path):
-    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+def test_predict_batch_matches_predict_on_mixed_sizes(tmp_path, tiny_model):
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tiny_model(), tmp_path / "m.pt"), device="cpu")
     seg.batch_size = 2
-    images = [_photo(40, 50, 0), _photo(33, 64, 1), _photo(40, 50, 2), _photo(40, 50, 3)]
+    images = [
+        random_image(40, 50, 0),
+        random_image(33, 64, 1),
+        random_image(40, 50, 2),
+        random_image(40, 50, 3),
+    ]
     batched = seg.predict_batch(images)
     assert [b.shape for b in batched] == [(40, 50), (33, 64), (40, 50), (40, 50)]
     for image, labels in zip(images, batched, strict=True):
         np.testing.assert_array_equal(labels, seg.predict(image))
 
 
-def test_inference_options_come_from_the_checkpoint_config(tmp_path):
+def test_inference_options_come_from_the_checkpoint_config(tmp_path, tiny_model):
     config = {"data": {"crop_size": 32}, "eval": {"mode": "slide", "stride": 24, "flip": True}}
-    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt", config), device="cpu")
+    seg = pdn.Segmenter.from_checkpoint(
+        _checkpoint(tiny_model(), tmp_path / "m.pt", config), device="cpu"
+    )
     assert seg.options == InferenceOptions(
         mode="slide", crop_size=(32, 32), stride=(24, 24), flip=True
     )
-    image = _photo(41, 50)
+    image = random_image(41, 50, 0)
     x = seg.prepare(image)[None]
     expected = predict_probabilities(
         seg.model, x, mode="slide", crop_size=32, stride=24, flip=True
@@ -237,13 +229,13 @@ def test_inference_options_come_from_the_checkpoint_config(tmp_path):
         seg.predict(image, crops=3)
 
 
-def test_segmenter_errors_are_one_line(tmp_path):
+def test_segmenter_errors_are_one_line(tmp_path, tiny_model):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         pdn.Segmenter.from_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):
         pdn.Segmenter.from_checkpoint(tmp_path / "junk.pt")
-    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tmp_path / "m.pt"), device="cpu")
+    seg = pdn.Segmenter.from_checkpoint(_checkpoint(tiny_model(), tmp_path / "m.pt"), device="cpu")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(DataError, match="broken.png") as error:
         seg.predict(tmp_path / "broken.png")

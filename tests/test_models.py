@@ -101,8 +101,9 @@ def test_sweep_equals_torch_lstm() -> None:
 
 
 def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
-    """DESIGN 2.1 written out site by site: for each direction, slice by slice, each site's gates
-    are ``Wx X_s`` plus the recurrent filter's taps over the previous slice's hidden states."""
+    """The sweep of docs/architecture.md (section Sweep) written out site by site: for each
+    direction, slice by slice, each site's gates are ``Wx X_s`` plus the recurrent filter's taps
+    over the previous slice's hidden states."""
     hidden, offsets = layer.hidden, layer.offsets
     batch, _, height, width = x.shape
     gates_in = layer.input_to_state(x).view(batch, len(layer.directions), 4 * hidden, height, width)
@@ -256,6 +257,25 @@ def test_bad_options_are_refused() -> None:
         model(torch.randn(1, 3, 16, 64))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.randn(1, 1, 64, 64))
+
+
+@pytest.mark.parametrize("output_stride,rates", [(8, (12, 24, 36)), (16, (6, 12, 18))])
+def test_aspp_rates_default_to_the_output_stride(output_stride: int, rates: tuple) -> None:
+    model = pdn.build_model("aspp", 3, backbone="tiny", output_stride=output_stride)
+    atrous = [branch[0].dilation[0] for branch in model.decode_head.branches[1:-1]]
+    assert tuple(atrous) == rates
+    assert "atrous_rates" not in model.model_config
+    given = pdn.build_model("aspp", 3, backbone="tiny", output_stride=16, atrous_rates=(2, 3))
+    assert [branch[0].dilation[0] for branch in given.decode_head.branches[1:-1]] == [2, 3]
+
+
+def test_head_options_are_the_head_keywords() -> None:
+    from pdn.models.build import head_options
+
+    assert head_options("ppm") == ["channels", "bins", "dropout"]
+    assert head_options("aspp") == ["channels", "atrous_rates", "dropout"]
+    with pytest.raises(ConfigError, match="unknown architecture .pdm.; did you mean"):
+        head_options("pdm")
 
 
 @pytest.mark.parametrize("forget_bias", [1.0, 4.0])

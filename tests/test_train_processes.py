@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from layouts import random_image, write_folder
 from pdn.engine import checkpoint as ck
 from pdn.models import build_model
 
@@ -191,9 +192,6 @@ def test_two_ddp_processes_match_one_process_with_the_same_global_batch(tmp_path
 def test_a_bad_file_with_two_workers_ends_the_run_with_one_line(tmp_path):
     """A worker's DataError used to hang the run at exit (multiprocessing waited for workers that
     ignore SIGTERM); now it ends promptly with the one line num_workers=0 gives."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from layouts import random_image, write_folder
-
     rng = np.random.default_rng(0)
     samples = [
         (f"s{k}", random_image(48, 48, k), rng.integers(0, 3, (48, 48), dtype=np.uint8))

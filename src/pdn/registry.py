@@ -1,4 +1,5 @@
-"""A flat name -> builder registry, shared by backbones and architectures."""
+"""A flat name -> entry registry (builder functions for backbones and datasets, head specs for
+architectures)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
-Builder = TypeVar("Builder", bound=Callable)
+Entry = TypeVar("Entry")
 
 
 def close_matches_hint(word: str, choices: Iterable[str]) -> str:
@@ -17,30 +18,31 @@ def close_matches_hint(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
-class Registry(Generic[Builder]):
-    """Maps names to builder functions; unknown names fail with the close matches."""
+class Registry(Generic[Entry]):
+    """Maps names to entries (builder functions or specs); unknown names fail with the close
+    matches."""
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._builders: dict[str, Builder] = {}
+        self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str) -> Callable[[Builder], Builder]:
-        """Decorator registering a builder under ``name``."""
+    def add(self, name: str, entry: Entry) -> Entry:
+        """Register ``entry`` under ``name`` (each name once)."""
+        if name in self._entries:
+            raise RuntimeError(f"{self.kind} {name!r} registered twice")
+        self._entries[name] = entry
+        return entry
 
-        def decorate(builder: Builder) -> Builder:
-            if name in self._builders:
-                raise RuntimeError(f"{self.kind} {name!r} registered twice")
-            self._builders[name] = builder
-            return builder
-
-        return decorate
+    def register(self, name: str) -> Callable[[Entry], Entry]:
+        """Decorator registering a builder function under ``name``."""
+        return lambda entry: self.add(name, entry)
 
     def names(self) -> list[str]:
-        return sorted(self._builders)
+        return sorted(self._entries)
 
-    def get(self, name: str) -> Builder:
-        if name not in self._builders:
-            hint = close_matches_hint(name, self._builders)
+    def get(self, name: str) -> Entry:
+        if name not in self._entries:
+            hint = close_matches_hint(name, self._entries)
             known = ", ".join(self.names())
             raise ConfigError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
-        return self._builders[name]
+        return self._entries[name]

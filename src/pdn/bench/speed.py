@@ -72,8 +72,10 @@ def context_modules(channels: int, num_classes: int) -> dict[str, nn.Module]:
     """The modules the ``heads`` section compares, each on a ``(B, channels, s, s)`` input."""
     modules: dict[str, nn.Module] = {"diffusion stack (L=2)": DiffusionStack(channels, 2)}
     for arch in ("pdn", "aspp", "ppm"):
-        builder = ARCHITECTURES.get(arch)
-        modules[f"{arch} head"] = builder(channels, num_classes, output_stride=8, channels=channels)
+        head_spec = ARCHITECTURES.get(arch)
+        modules[f"{arch} head"] = head_spec.build(
+            channels, num_classes, output_stride=8, channels=channels
+        )
     return modules
 
 

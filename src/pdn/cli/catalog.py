@@ -62,7 +62,7 @@ def catalog() -> dict[str, list[tuple[str, str]]]:
 
     return {
         "configs": [(name, _config_summary(name)) for name in packaged_configs()],
-        "archs": [(n, _summary(ARCHITECTURES.get(n))) for n in ARCHITECTURES.names()],
+        "archs": [(n, ARCHITECTURES.get(n).summary) for n in ARCHITECTURES.names()],
         "backbones": [(n, _summary(BACKBONES.get(n))) for n in BACKBONES.names()],
         "datasets": [(n, _summary(DATASETS.get(n))) for n in DATASETS.names()],
     }

@@ -2,7 +2,7 @@
 
 Modules, one job each: ``config`` (YAML schema and overrides), ``checkpoint`` (the checkpoint file
 format), ``trainer`` (the training loop), ``distributed`` (torchrun / DDP set-up), ``seeding``
-(reproducible data order and RNG state), ``logging`` (progress bar and scalar logs).
+(reproducible data order and RNG state), ``reporting`` (progress bar and scalar logs).
 Submodules are imported on use so that ``import pdn`` stays light.
 """
 

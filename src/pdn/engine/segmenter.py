@@ -70,8 +70,12 @@ def to_image_tensor(image: ImageInput) -> torch.Tensor:
 
 
 class Segmenter:
-    """A segmentation model ready for inference, with its class names, palette and settings.
+    """Images in, label maps out: a trained network with its class names, palette, input
+    normalisation and inference settings (the Python API for inference).
 
+    Not an ``nn.Module``: it wraps one (``.model``, a :class:`pdn.models.SegmentationModel`) and
+    does what lies around it: reading and normalising images, whole-image or sliding-window
+    inference at several scales and flipped, batching, and naming and colouring the classes.
     Build it from a checkpoint (:meth:`from_checkpoint`) or from a model and its metadata.
 
     Attributes:

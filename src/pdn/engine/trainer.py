@@ -62,7 +62,7 @@ from .evaluate import evaluate_dataset
 from .explain import CueProbe
 from .inference import InferenceOptions, autocast_for
 from .loaders import ignore_signals_in_worker, loader_iteration
-from .logging import Progress, ScalarLog
+from .reporting import Progress, ScalarLog
 
 
 class TrainingDiverged(PdnError):

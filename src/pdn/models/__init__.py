@@ -11,7 +11,7 @@ from .diffusion import (
     SweepDiffusion,
 )
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
-from .segmentor import SegmentationModel
+from .network import SegmentationModel
 
 __all__ = [
     "ASPPHead",

@@ -1,10 +1,11 @@
-"""``build_model``: the architecture registry (pdn, fcn, aspp, ppm) over any backbone."""
+"""``build_model``: the architecture registry (one :class:`HeadSpec` each for pdn, fcn, aspp, ppm)
+over any backbone."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
@@ -13,38 +14,70 @@ from ..errors import ConfigError
 from ..registry import Registry, close_matches_hint
 from .backbones import build_backbone
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
-from .segmentor import LowLevelSkip, SegmentationModel
-
-HeadBuilder = Callable[..., nn.Module]
-ARCHITECTURES: Registry[HeadBuilder] = Registry("architecture")
+from .network import LowLevelSkip, SegmentationModel
 
 
-@ARCHITECTURES.register("pdn")
-def pdn_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
-    """Progressively Diffused Network head (diffusion stack); options as :class:`PDNHead`."""
-    return PDNHead(in_ch, num_classes, **options)
+def _no_stride_defaults(output_stride: int) -> dict[str, Any]:
+    return {}
 
 
-@ARCHITECTURES.register("fcn")
-def fcn_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
-    """Baseline without a context module; options as :class:`FCNHead`."""
-    return FCNHead(in_ch, num_classes, **options)
+@dataclass(frozen=True)
+class HeadSpec:
+    """One architecture: the decode head class it builds, a one-line summary for ``pdn list``, and
+    the option defaults that depend on the output stride. The head's constructor keywords are the
+    options the architecture takes (:meth:`options`)."""
+
+    head: type[nn.Module]
+    summary: str
+    stride_defaults: Callable[[int], dict[str, Any]] = _no_stride_defaults
+
+    def options(self) -> list[str]:
+        """The keyword options of the head's constructor: its keyword-only parameters and, for a
+        head taking ``**options``, the fields of its ``options_type``; ``dropout``, which every
+        head takes, last."""
+        names = []
+        for parameter in inspect.signature(self.head).parameters.values():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                names.append(parameter.name)
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                names += [field.name for field in fields(self.head.options_type)]
+        return sorted(names, key=lambda name: name == "dropout")
+
+    def build(
+        self, in_ch: int, num_classes: int, *, output_stride: int, **options: Any
+    ) -> nn.Module:
+        """The head ``(B, in_ch, h, w) -> (B, num_classes, h, w)``; ``options`` override the stride
+        defaults."""
+        return self.head(in_ch, num_classes, **{**self.stride_defaults(output_stride), **options})
 
 
-@ARCHITECTURES.register("aspp")
-def aspp_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
-    """DeepLabV3 ASPP baseline; atrous rates (12, 24, 36) at output stride 8, halved per doubling."""
-    options.setdefault("atrous_rates", tuple(r * 8 // output_stride for r in (12, 24, 36)))
-    return ASPPHead(in_ch, num_classes, **options)
+def _aspp_rates(output_stride: int) -> dict[str, Any]:
+    return {"atrous_rates": tuple(r * 8 // output_stride for r in (12, 24, 36))}
 
 
-@ARCHITECTURES.register("ppm")
-def ppm_head(in_ch: int, num_classes: int, *, output_stride: int, **options: Any) -> nn.Module:
-    """PSPNet pyramid-pooling baseline; options as :class:`PPMHead`."""
-    return PPMHead(in_ch, num_classes, **options)
-
-
-_HEAD_CLASSES = {"pdn": PDNHead, "fcn": FCNHead, "aspp": ASPPHead, "ppm": PPMHead}
+ARCHITECTURES: Registry[HeadSpec] = Registry("architecture")
+ARCHITECTURES.add(
+    "pdn",
+    HeadSpec(
+        PDNHead,
+        "Progressively Diffused Network head (diffusion stack); options as :class:`PDNHead`.",
+    ),
+)
+ARCHITECTURES.add(
+    "fcn", HeadSpec(FCNHead, "Baseline without a context module; options as :class:`FCNHead`.")
+)
+ARCHITECTURES.add(
+    "aspp",
+    HeadSpec(
+        ASPPHead,
+        "DeepLabV3 ASPP baseline; atrous rates (12, 24, 36) at output stride 8, "
+        "halved per doubling.",
+        stride_defaults=_aspp_rates,
+    ),
+)
+ARCHITECTURES.add(
+    "ppm", HeadSpec(PPMHead, "PSPNet pyramid-pooling baseline; options as :class:`PPMHead`.")
+)
 
 
 def list_architectures() -> list[str]:
@@ -53,17 +86,8 @@ def list_architectures() -> list[str]:
 
 
 def head_options(arch: str) -> list[str]:
-    """The keyword options the ``arch`` head accepts (besides ``channels`` defaults): its
-    keyword-only parameters and, for a head taking ``**options``, the fields of its
-    ``options_type``; ``dropout``, which every head takes, last."""
-    head = _HEAD_CLASSES[arch]
-    names = []
-    for parameter in inspect.signature(head).parameters.values():
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-            names.append(parameter.name)
-        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            names += [field.name for field in dataclasses.fields(head.options_type)]
-    return sorted(names, key=lambda name: name == "dropout")
+    """The keyword options the ``arch`` head accepts (besides ``channels`` defaults)."""
+    return ARCHITECTURES.get(arch).options()
 
 
 def _json_ready(value: Any) -> Any:
@@ -105,10 +129,10 @@ def build_model(
     Returns:
         A :class:`SegmentationModel`: ``(B, 3, H, W) -> (B, K, H, W)``.
     """
-    head_builder = ARCHITECTURES.get(arch)
+    head_spec = ARCHITECTURES.get(arch)
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    allowed = head_options(arch)
+    allowed = head_spec.options()
     for key in options:
         if key not in allowed:
             hint = close_matches_hint(key, allowed)
@@ -120,7 +144,7 @@ def build_model(
     in_ch = features.channels[-1]
     options.setdefault("channels", min(512, in_ch))
     head_in = in_ch + (low_level_channels if low_level is not None else 0)
-    head = head_builder(head_in, num_classes, output_stride=output_stride, **options)
+    head = head_spec.build(head_in, num_classes, output_stride=output_stride, **options)
     aux_head = None
     if aux:
         aux_in = features.channels[-2]

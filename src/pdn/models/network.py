@@ -39,13 +39,17 @@ class LowLevelSkip(nn.Module):
 
 
 class SegmentationModel(nn.Module):
-    """Backbone, decode head on the last stage (beside an earlier one with a
-    :class:`LowLevelSkip`), optional auxiliary head on stage 3.
+    """The network (what ``build_model`` returns and a checkpoint's weights fill): backbone, decode
+    head on the last stage (beside an earlier one with a :class:`LowLevelSkip`), optional auxiliary
+    head on stage 3.
 
     ``model(x)``: normalised images ``(B, 3, H, W)`` -> logits ``(B, num_classes, H, W)`` at the input
     size, for any ``H, W >= 32``, in train and eval mode. :meth:`forward_train` also returns the
     auxiliary logits for the training loss. Parameters under ``backbone`` are the (possibly
     pretrained) feature extractor; everything else is new.
+
+    Tensors in, logits out: it knows no class names, palette or image files. To label images, wrap
+    it in a :class:`pdn.Segmenter` (which holds one of these as ``.model``).
     """
 
     def __init__(
