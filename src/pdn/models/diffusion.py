@@ -2,7 +2,7 @@
 
 This is the part of PDN that the paper's abstract describes (a stack of diffusion layers built from
 multi-dimensional convolutional LSTMs whose units use atrous filters). The exact equations are our
-reconstruction; see DESIGN.md section 2 and the README.
+reconstruction; see docs/architecture.md ("The diffusion layer") and the README.
 
 Two readings, selected with :attr:`DiffusionOptions.mode`, each a class with its equations:
 
@@ -56,8 +56,8 @@ class DiffusionOptions:
         rates: dilation rates of the atrous recurrent filters.
         kernel_size: taps per rate of each recurrent filter (odd).
         mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
-        forget_bias: initial bias of the forget gates (1, as in DESIGN.md). A larger value starts
-            the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
+        forget_bias: initial bias of the forget gates (1; docs/architecture.md, "The diffusion
+            layer"). A larger value starts the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
         chrono_steps: ``T``; when given, chrono initialisation (Tallec & Ollivier, 2018) replaces
             ``forget_bias``: each unit's forget bias is ``log(u)``, ``u ~ U(1, T - 1)``, and its
             input bias the negative of it, so that at initialisation every cell is a moving
