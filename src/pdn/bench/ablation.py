@@ -171,6 +171,16 @@ VARIANTS: tuple[Variant, ...] = (
         ("model.arch=pdn", "model.num_layers=2", "train.backbone_frozen_iters=1000"),
     ),
     Variant(
+        "chrono-frozen1000",
+        "pdn (sweep, L=2, chrono init T=32, backbone frozen for the first 1,000 iterations)",
+        (
+            "model.arch=pdn",
+            "model.num_layers=2",
+            "model.chrono_steps=32",
+            "train.backbone_frozen_iters=1000",
+        ),
+    ),
+    Variant(
         "sweep2-headlr4",
         "pdn (sweep, L=2, new layers at 4x the learning rate)",
         ("model.arch=pdn", "model.num_layers=2", "train.head_lr_mult=4"),
