@@ -74,7 +74,7 @@ import torch
 
 from ..errors import ConfigError
 from .base import JointTransform, Sample, SegmentationDataset
-from .registry import check_split, register_dataset
+from .registry import check_int_options, check_split, register_dataset
 
 CUE_COLORS = ((220, 40, 40), (40, 190, 40), (50, 90, 230), (225, 205, 40))
 OBJECT_GREY = 180
@@ -249,18 +249,15 @@ class ContextDataset(SegmentationDataset):
         self.split = check_split("context", split, tuple(SPLIT_STREAMS))
         if root is not None:
             raise ConfigError("dataset 'context' is generated; it takes no root")
-        for key, value, low in (
-            ("size", size, MIN_SIZE),
-            ("seed", seed, 0),
-            ("num_samples", num_samples, 1),
-            ("cue_segments", cue_segments, 1),
-        ):
-            if value is None and key == "num_samples":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(
-                    f"context option {key} must be an integer >= {low}, got {value!r}"
-                )
+        check_int_options(
+            "context",
+            (
+                ("size", size, MIN_SIZE, None),
+                ("seed", seed, 0, None),
+                ("num_samples", num_samples, 1, None),
+                ("cue_segments", cue_segments, 1, None),
+            ),
+        )
         if cue_segments > size // cue_width_for(size):
             raise ConfigError(
                 f"context option cue_segments must be at most size / cue width = "

@@ -58,7 +58,7 @@ from .context import (
     SPLIT_STREAMS,
     textured_background,
 )
-from .registry import check_split, register_dataset
+from .registry import check_int_options, check_split, register_dataset
 
 CELL = 4  # px per grid cell
 BLOCK = 2  # cells per side of a cue or an object
@@ -346,23 +346,16 @@ class PathsDataset(SegmentationDataset):
         self.split = check_split("paths", split, tuple(SPLIT_STREAMS))
         if root is not None:
             raise ConfigError("dataset 'paths' is generated; it takes no root")
-        for key, value, low, high in (
-            ("size", size, 64, 1024),
-            ("pairs", pairs, 2, 6),
-            ("turns", turns, 0, 8),
-            ("seed", seed, 0, None),
-            ("num_samples", num_samples, 1, None),
-        ):
-            if value is None and key == "num_samples":
-                continue
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < low
-                or (high is not None and value > high)
-            ):
-                limit = f"in {low}..{high}" if high is not None else f">= {low}"
-                raise ConfigError(f"paths option {key} must be an integer {limit}, got {value!r}")
+        check_int_options(
+            "paths",
+            (
+                ("size", size, 64, 1024),
+                ("pairs", pairs, 2, 6),
+                ("turns", turns, 0, 8),
+                ("seed", seed, 0, None),
+                ("num_samples", num_samples, 1, None),
+            ),
+        )
         self.size, self.pairs, self.turns, self.seed = size, pairs, turns, seed
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.classes = PATHS_CLASSES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,22 @@ def check_split(dataset: str, split: str, splits: tuple[str, ...]) -> str:
             f"dataset {dataset!r} has no split {split!r}{close_matches_hint(split, list(splits))} (splits: {', '.join(splits)})"
         )
     return split
+
+
+def check_int_options(dataset: str, checks: Sequence[tuple[str, Any, int, int | None]]) -> None:
+    """Refuse any ``(key, value, low, high)`` whose value is not an integer in ``low..high``
+    (``high`` None: no upper bound; a ``num_samples`` of None is the dataset's default)."""
+    for key, value, low, high in checks:
+        if value is None and key == "num_samples":
+            continue
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            limit = f"in {low}..{high}" if high is not None else f">= {low}"
+            raise ConfigError(f"{dataset} option {key} must be an integer {limit}, got {value!r}")
 
 
 def build_dataset(

@@ -130,25 +130,15 @@ def build_model(
         A :class:`SegmentationModel`: ``(B, 3, H, W) -> (B, K, H, W)``.
     """
     head_spec = ARCHITECTURES.get(arch)
-    if int(num_classes) < 1:
-        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    allowed = head_spec.options()
-    for key in options:
-        if key not in allowed:
-            hint = close_matches_hint(key, allowed)
-            raise ConfigError(
-                f"unknown option {key!r} for arch {arch!r}{hint} (known: {', '.join(allowed)})"
-            )
+    _check_arguments(arch, head_spec.options(), num_classes, options)
     features = build_backbone(backbone, output_stride=output_stride, weights=backbone_weights)
     low_level = _low_level_skip(features.channels, low_level_stage, low_level_channels)
     in_ch = features.channels[-1]
     options.setdefault("channels", min(512, in_ch))
     head_in = in_ch + (low_level_channels if low_level is not None else 0)
     head = head_spec.build(head_in, num_classes, output_stride=output_stride, **options)
-    aux_head = None
-    if aux:
-        aux_in = features.channels[-2]
-        aux_head = FCNHead(aux_in, num_classes, channels=max(16, aux_in // 4))
+    aux_in = features.channels[-2]
+    aux_head = FCNHead(aux_in, num_classes, channels=max(16, aux_in // 4)) if aux else None
     model_config = {
         "arch": arch,
         "num_classes": int(num_classes),
@@ -167,6 +157,20 @@ def build_model(
         model_config=model_config,
         low_level=low_level,
     )
+
+
+def _check_arguments(
+    arch: str, allowed: list[str], num_classes: int, options: dict[str, Any]
+) -> None:
+    """Refuse a class count below 1 and head options ``arch`` does not take (close matches)."""
+    if int(num_classes) < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    for key in options:
+        if key not in allowed:
+            hint = close_matches_hint(key, allowed)
+            raise ConfigError(
+                f"unknown option {key!r} for arch {arch!r}{hint} (known: {', '.join(allowed)})"
+            )
 
 
 def _low_level_skip(channels: list[int], stage: int | None, width: int) -> LowLevelSkip | None:

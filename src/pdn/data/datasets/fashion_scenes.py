@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ...errors import ConfigError, DataError
+from ...errors import DataError
 from ..base import JointTransform, Sample, SegmentationDataset
 from ..context import DEFAULT_NUM_SAMPLES, SPLIT_STREAMS, textured_background
 from ..idx import find_idx, read_idx
 from ..io import IGNORE_INDEX
 from ..palettes import voc_colormap
-from ..registry import check_split, register_dataset
+from ..registry import check_int_options, check_split, register_dataset
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
@@ -151,26 +151,17 @@ class FashionScenesDataset(SegmentationDataset):
     ):
         super().__init__(transforms=transforms)
         self.split = check_split("fashion_scenes", split, tuple(SPLIT_STREAMS))
-        for key, value, low, high in (
-            ("size", size, 64, 1024),
-            ("max_garments", max_garments, 2, 8),
-            ("min_side", min_side, 8, size),
-            ("max_side", max_side, min_side, size),
-            ("seed", seed, 0, None),
-            ("num_samples", num_samples, 1, None),
-        ):
-            if value is None and key == "num_samples":
-                continue
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < low
-                or (high is not None and value > high)
-            ):
-                limit = f"in {low}..{high}" if high is not None else f">= {low}"
-                raise ConfigError(
-                    f"fashion_scenes option {key} must be an integer {limit}, got {value!r}"
-                )
+        check_int_options(
+            "fashion_scenes",
+            (
+                ("size", size, 64, 1024),
+                ("max_garments", max_garments, 2, 8),
+                ("min_side", min_side, 8, size),
+                ("max_side", max_side, min_side, size),
+                ("seed", seed, 0, None),
+                ("num_samples", num_samples, 1, None),
+            ),
+        )
         self.root = DEFAULT_ROOT if root is None else Path(root)
         self.size, self.max_garments, self.seed = size, max_garments, seed
         self.sides = (min_side, max_side)
