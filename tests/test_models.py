@@ -164,7 +164,7 @@ def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...
     for result, expected in zip(gathered, reference, strict=True):
         torch.testing.assert_close(result, expected)
     layer.recurrence = "gathered"
-    with pytest.raises(ValueError, match="recurrence must be auto, conv1d or gather"):
+    with pytest.raises(ValueError, match="recurrence must be auto, conv1d, gather or triton"):
         layer(x)
 
 

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from ..vocabulary import PRECISIONS
+from ..vocabulary import DIFFUSION_MODES, PRECISIONS
 from .predict import add_runtime_arguments
 
 HELP = "benchmarks: speed (stack vs heads vs the machine), ablation (the claim), latency (a model)"
@@ -79,9 +79,7 @@ def _register_latency(actions: Any) -> None:
     latency.add_argument("--backbone", default="resnet50", help="backbone name (default: resnet50)")
     latency.add_argument("--output-stride", type=int, default=8, help="8, 16 or 32 (default: 8)")
     latency.add_argument("--classes", type=int, default=150, help="output classes (default: 150)")
-    latency.add_argument(
-        "--mode", choices=("sweep", "layerwise"), default=None, help="pdn diffusion mode"
-    )
+    latency.add_argument("--mode", choices=DIFFUSION_MODES, default=None, help="pdn diffusion mode")
     latency.add_argument("--channels", type=int, default=None, help="head width (default: arch's)")
     latency.add_argument(
         "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size"

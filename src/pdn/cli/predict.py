@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from ..vocabulary import EVAL_MODES
+
 HELP = "label images or folders of images with a trained checkpoint"
 
 
@@ -16,7 +18,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--mode",
-        choices=("whole", "slide"),
+        choices=EVAL_MODES,
         help="whole image in one pass, or a sliding window of --crop every --stride pixels",
     )
     group.add_argument(

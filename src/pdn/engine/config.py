@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
-from ..vocabulary import PRECISIONS
+from ..vocabulary import EVAL_MODES, OPTIMIZERS, PRECISIONS
 
 DEFAULT_CONFIG = "demo"
 # Free-form mappings: an override that gives a whole mapping replaces the old one.
@@ -320,8 +320,12 @@ def validate(cfg: DictConfig) -> None:
         ("data.rotation", 0 <= cfg.data.rotation <= 180, "must be in [0, 180] degrees"),
         ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
         *_optional_checks(cfg),
-        ("eval.mode", cfg.eval.mode in ("whole", "slide"), "must be whole or slide"),
-        ("train.optimizer", cfg.train.optimizer in ("sgd", "adamw"), "must be sgd or adamw"),
+        ("eval.mode", cfg.eval.mode in EVAL_MODES, "must be " + " or ".join(EVAL_MODES)),
+        (
+            "train.optimizer",
+            cfg.train.optimizer in OPTIMIZERS,
+            "must be " + " or ".join(OPTIMIZERS),
+        ),
         (
             "train.precision",
             cfg.train.precision in (None, *PRECISIONS),

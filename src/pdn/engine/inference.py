@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..vocabulary import MIN_INPUT_SIZE, PRECISIONS
+from ..vocabulary import EVAL_MODES, MIN_INPUT_SIZE, PRECISIONS
 
 __all__ = [
     "AutocastModel",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 MIN_SIZE = MIN_INPUT_SIZE  # the smallest input side the models accept
-MODES = ("whole", "slide")
+MODES = EVAL_MODES
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 

@@ -106,7 +106,7 @@ def panel_image(
     panels = [(name, _upscale(picture, rows)) for name, picture in panels]
     present = sorted(
         set(np.unique(prediction).tolist())
-        | set([] if truth is None else np.unique(truth[truth != 255]).tolist())
+        | set([] if truth is None else np.unique(truth[truth != IGNORE_INDEX]).tolist())
     )
     legend = legend_image(classes, palette, only=present)
     gap, top = 10, 40 if title else 22

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..vocabulary import DIFFUSION_MODES, RECURRENCES
 
 DIRECTIONS: tuple[str, ...] = ("down", "up", "right", "left")
-MODES: tuple[str, ...] = ("sweep", "layerwise")
+MODES: tuple[str, ...] = DIFFUSION_MODES
 _VERTICAL = ("down", "up")
 _REVERSED = ("up", "left")
 
@@ -284,6 +285,7 @@ class SweepDiffusion(DiffusionLayerBase):
     offsets: list[int]
     pad: int
     recurrence: str
+    recurrences: list[str]
     vertical: list[int]
     horizontal: list[int]
     reverse: list[bool]
@@ -297,6 +299,7 @@ class SweepDiffusion(DiffusionLayerBase):
         self.horizontal = [k for k, d in enumerate(self.directions) if d not in _VERTICAL]
         self.reverse = [d in _REVERSED for d in self.directions]
         self.recurrence = "auto"
+        self.recurrences = list(RECURRENCES)  # an attribute: TorchScript reads no global tuples
         # Where each tap sits in a window of 2 * pad + 1 sites (the gathered recurrence).
         self.register_buffer(
             "tap_positions", torch.tensor(self.offsets) + self.pad, persistent=False
@@ -382,9 +385,9 @@ class SweepDiffusion(DiffusionLayerBase):
         ``bmm`` for inference on a GPU (:meth:`_gathered_recurrence`); ``recurrence`` =
         ``"conv1d"`` or ``"gather"`` forces one.
         """
-        if self.recurrence not in ["auto", "conv1d", "gather", "triton"]:
+        if self.recurrence not in self.recurrences:
             raise ValueError(
-                f"recurrence must be auto, conv1d or gather, or triton, got {self.recurrence}"
+                f"recurrence must be auto, conv1d, gather or triton, got {self.recurrence}"
             )
         steps = self._slices(gates, streams)
         if torch.jit.is_tracing():
