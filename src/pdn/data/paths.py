@@ -324,7 +324,9 @@ def cue_mask(layout: PathsLayout, index: int) -> np.ndarray:
 
 @register_dataset("paths")
 class PathsDataset(SegmentationDataset):
-    """The generated paths benchmark (see the module docstring). Options: ``size`` (>= 64,
+    """The generated paths benchmark (see the module docstring).
+
+    Options: ``size`` (>= 64,
     default 128), ``pairs`` (objects and cues, 2-6, default 4), ``turns`` (waypoints per path,
     default 2: the difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``.
     ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same

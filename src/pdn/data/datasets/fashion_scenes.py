@@ -130,7 +130,9 @@ def _boxes(
 
 @register_dataset("fashion_scenes")
 class FashionScenesDataset(SegmentationDataset):
-    """Scenes of Fashion-MNIST garments (see the module docstring). Options: ``size`` (64-1024,
+    """Scenes of Fashion-MNIST garments (see the module docstring).
+
+    Options: ``size`` (64-1024,
     default 256), ``max_garments`` (2-8, default 4), ``min_side`` / ``max_side`` (garment side in
     px, default 32 / 144, at most ``size``), ``num_samples`` (2000 train, 200 val and test),
     ``seed``. ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same
