@@ -56,6 +56,7 @@ def test_model_section_has_a_key_for_every_head_option():
         "mode",
         "forget_bias",
         "chrono_steps",
+        "recurrent_dilations",
     ]
     assert head_options("aspp") == ["channels", "atrous_rates", "dropout"]
 

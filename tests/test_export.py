@@ -29,6 +29,7 @@ PALETTE = [[0, 0, 0], [128, 64, 128], [0, 0, 142]]
 VARIANTS = {
     "pdn_sweep": ("pdn", {}),
     "pdn_layerwise": ("pdn", {"mode": "layerwise"}),
+    "pdn_dilated": ("pdn", {"recurrent_dilations": [2]}),
     "aspp": ("aspp", {}),
 }
 

@@ -104,7 +104,7 @@ def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
     """The sweep of docs/architecture.md (section Sweep) written out site by site: for each
     direction, slice by slice, each site's gates are ``Wx X_s`` plus the recurrent filter's taps
     over the previous slice's hidden states."""
-    hidden, offsets = layer.hidden, layer.offsets
+    hidden, offsets, dilations = layer.hidden, layer.offsets, layer.dilations
     batch, _, height, width = x.shape
     gates_in = layer.input_to_state(x).view(batch, len(layer.directions), 4 * hidden, height, width)
     outputs = []
@@ -125,6 +125,10 @@ def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
                 for t, offset in enumerate(offsets):
                     if s > 0 and 0 <= site + offset < length:
                         gates[:, :, site] += h[:, :, site + offset] @ weight[:, :, t].T
+                for j, d in enumerate(dilations):  # the dilated recurrence: h_{s-d}, same site
+                    if s >= d:
+                        far = layer.dilated.weight[j, k]
+                        gates[:, :, site] += states[:, :, s - d, site] @ far.T
             i, f, cand, o = gates.chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
             h = torch.sigmoid(o) * torch.tanh(c)
@@ -137,14 +141,17 @@ def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(outputs, dim=1)
 
 
+@pytest.mark.parametrize("dilations", [(), (2, 4)])
 @pytest.mark.parametrize("recurrence", ["conv1d", "gather"])
 @pytest.mark.parametrize("height,width", [(6, 6), (5, 9)])
-def test_sweep_matches_the_equations_site_by_site(height: int, width: int, recurrence: str) -> None:
+def test_sweep_matches_the_equations_site_by_site(
+    height: int, width: int, recurrence: str, dilations: tuple[int, ...]
+) -> None:
     """Atrous taps (1, 2, 4), four directions, on a square map (all directions batched in one loop)
     and a non-square one (one loop per axis); the CPU's grouped conv1d and the GPU's gathered bmm
-    (both forced here, on the CPU)."""
+    (both forced here, on the CPU); with and without the dilated recurrence (h_{s-2}, h_{s-4})."""
     torch.manual_seed(5)
-    layer = DiffusionLayer(8, hidden=3, rates=(1, 2, 4))
+    layer = DiffusionLayer(8, hidden=3, rates=(1, 2, 4), recurrent_dilations=dilations)
     layer.recurrence = recurrence
     x = torch.randn(2, 8, height, width)
     with torch.no_grad():

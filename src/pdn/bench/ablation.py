@@ -181,6 +181,11 @@ VARIANTS: tuple[Variant, ...] = (
         ),
     ),
     Variant(
+        "sweep2-dilated4",
+        "pdn (sweep, L=2, dilated recurrence: h from 4 slices back too)",
+        ("model.arch=pdn", "model.num_layers=2", "model.recurrent_dilations=[4]"),
+    ),
+    Variant(
         "sweep2-headlr4",
         "pdn (sweep, L=2, new layers at 4x the learning rate)",
         ("model.arch=pdn", "model.num_layers=2", "train.head_lr_mult=4"),

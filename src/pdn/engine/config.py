@@ -49,6 +49,7 @@ class ModelConfig:
     mode: str | None = None  # pdn: sweep | layerwise (default sweep)
     forget_bias: float | None = None  # pdn: initial forget-gate bias (default 1.0)
     chrono_steps: int | None = None  # pdn: chrono init of forget/input biases over T slices
+    recurrent_dilations: list[int] | None = None  # pdn sweep: h_{s-d} also feeds slice s
     atrous_rates: list[int] | None = None  # aspp: rates (default 12 24 36 at output stride 8)
     bins: list[int] | None = None  # ppm: pooling bins (default 1 2 3 6)
 

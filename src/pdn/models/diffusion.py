@@ -64,6 +64,10 @@ class DiffusionOptions:
             input bias the negative of it, so that at initialisation every cell is a moving
             average over up to ``T`` slices whose state stays within ``(-1, 1)`` (with a forget
             bias of 3 and an input gate of 1/2 a cell sums its inputs and ``tanh`` saturates).
+        recurrent_dilations: ``sweep`` only: further slices back, each ``d >= 2``, whose hidden
+            state also feeds the gates at the same site (``+ V_d h_{s-d}``): a dilated
+            recurrence, along which a cue ``n`` slices away is ``n / d`` hops from a site rather
+            than ``n``. Empty (the default): the recurrence hears ``h_{s-1}`` only.
 
     Sequences given as lists (as configs give them) are stored as tuples; invalid values raise
     :class:`~pdn.errors.ConfigError`.
@@ -76,6 +80,7 @@ class DiffusionOptions:
     mode: str = "sweep"
     forget_bias: float = 1.0
     chrono_steps: int | None = None
+    recurrent_dilations: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         normalised = {
@@ -83,6 +88,7 @@ class DiffusionOptions:
             "directions": tuple(self.directions),
             "rates": tuple(int(r) for r in self.rates),
             "forget_bias": float(self.forget_bias),
+            "recurrent_dilations": tuple(int(d) for d in self.recurrent_dilations),
         }
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
@@ -105,6 +111,13 @@ class DiffusionOptions:
             raise ConfigError(f"rates must be positive integers, got {list(self.rates)}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
+        dilations = self.recurrent_dilations
+        if any(d < 2 for d in dilations) or len(set(dilations)) != len(dilations):
+            raise ConfigError(
+                f"recurrent_dilations must be distinct integers >= 2, got {list(dilations)}"
+            )
+        if dilations and self.mode != "sweep":
+            raise ConfigError("recurrent_dilations are a sweep option (mode 'sweep')")
         steps = self.chrono_steps
         if steps is not None and (isinstance(steps, bool) or int(steps) < 3):
             raise ConfigError(f"chrono_steps must be an integer >= 3, got {steps!r}")
@@ -150,6 +163,7 @@ class DiffusionLayerBase(nn.Module):
     """
 
     mode: str  # the reading, set by each subclass
+    dilations: list[int]
 
     def __init__(self, channels: int, options: DiffusionOptions, streams: int):
         super().__init__()
@@ -164,6 +178,7 @@ class DiffusionLayerBase(nn.Module):
         self.directions, self.rates = tuple(options.directions), tuple(options.rates)
         self.kernel_size = options.kernel_size
         self.forget_bias, self.chrono_steps = options.forget_bias, options.chrono_steps
+        self.dilations = list(options.recurrent_dilations)
         self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
 
     def _add_fusion(self) -> None:
@@ -197,6 +212,7 @@ class DiffusionLayerBase(nn.Module):
             f"rates={self.rates}, kernel_size={self.kernel_size}, mode={self.mode!r}"
             + (f", forget_bias={self.forget_bias}" if self.forget_bias != 1.0 else "")
             + (f", chrono_steps={self.chrono_steps}" if self.chrono_steps else "")
+            + (f", recurrent_dilations={tuple(self.dilations)}" if self.dilations else "")
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,15 +243,21 @@ class DiffusionLayerBase(nn.Module):
 
 @torch.jit.script_if_tracing
 def _traced_sweep_loop(
-    steps: torch.Tensor, kernel: torch.Tensor, pad: int, count: int
+    steps: torch.Tensor,
+    kernel: torch.Tensor,
+    pad: int,
+    count: int,
+    dilated: torch.Tensor,
+    dilations: list[int],
 ) -> torch.Tensor:
     """The sweep's loop over slices in a form a trace keeps as a loop (an ONNX ``Loop``), so an
     exported graph takes any height and width; :meth:`SweepDiffusion._sweep` uses it only while
     tracing. The same arithmetic as the eager loop, which skips the zero first recurrent term.
 
     ``steps``: ``(S, B, count * 4 * hidden, L)`` input-to-state gates per slice; ``kernel``: the
-    grouped ``conv1d`` weight of :meth:`SweepDiffusion._recurrent_kernel`. Returns the hidden
-    states ``(S, B, count, hidden, L)``.
+    grouped ``conv1d`` weight of :meth:`SweepDiffusion._recurrent_kernel`; ``dilated``: the
+    same-site weights ``(len(dilations), count, 4 * hidden, hidden)`` of the further slices
+    ``dilations`` back. Returns the hidden states ``(S, B, count, hidden, L)``.
     """
     num_steps, batch, width, length = steps.shape
     hidden = width // (4 * count)
@@ -245,10 +267,23 @@ def _traced_sweep_loop(
     for s in range(num_steps):
         recurrent = F.conv1d(h, kernel, padding=pad, groups=count)
         g = (steps[s] + recurrent).view(batch, count, 4 * hidden, length)
+        for j, d in enumerate(dilations):
+            if s >= d:
+                g = g + torch.matmul(dilated[j], outputs[s - d])
         h4, cell = _lstm_update(g, cell, 2)
         h = h4.reshape(batch, count * hidden, length)
         outputs.append(h4)
     return torch.stack(outputs, 0)
+
+
+class DilatedRecurrence(nn.Module):
+    """The weights ``V_d`` of a sweep's dilated recurrence: ``weight``
+    ``(len(dilations), streams, 4 * hidden, hidden)``, one same-site ``4 * hidden x hidden``
+    matrix per further slice ``d`` and direction."""
+
+    def __init__(self, dilations: int, streams: int, hidden: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dilations, streams, 4 * hidden, hidden))
 
 
 class SweepDiffusion(DiffusionLayerBase):
@@ -286,6 +321,7 @@ class SweepDiffusion(DiffusionLayerBase):
     pad: int
     recurrence: str
     recurrences: list[str]
+    dilations: list[int]  # TorchScript reads a module's own annotations, not its base's
     vertical: list[int]
     horizontal: list[int]
     reverse: list[bool]
@@ -307,6 +343,12 @@ class SweepDiffusion(DiffusionLayerBase):
         self.state_to_state = nn.Parameter(
             torch.empty(self.streams, 4 * self.hidden, self.hidden * len(self.offsets))
         )
+        # only when used, so that the default layer's state-dict keys stay as they were
+        self.dilated = (
+            DilatedRecurrence(len(self.dilations), self.streams, self.hidden)
+            if self.dilations
+            else None
+        )
         self._add_fusion()
         self.reset_parameters()
 
@@ -315,6 +357,8 @@ class SweepDiffusion(DiffusionLayerBase):
         ``torch.nn.LSTM``, its bound divided among the taps."""
         super().reset_parameters()
         self._lstm_uniform_(self.state_to_state, len(self.offsets))
+        if self.dilated is not None:
+            self._lstm_uniform_(self.dilated.weight, len(self.offsets))
 
     def forward_with_state(
         self, x: torch.Tensor, state: State | None
@@ -392,11 +436,14 @@ class SweepDiffusion(DiffusionLayerBase):
         steps = self._slices(gates, streams)
         if torch.jit.is_tracing():
             kernel = self._recurrent_kernel(streams)
-            states = _traced_sweep_loop(steps, kernel, self.pad, len(streams)).permute(
-                1, 2, 3, 0, 4
+            dilated = self._dilated_weights(streams, steps)
+            loop = _traced_sweep_loop(
+                steps, kernel, self.pad, len(streams), dilated, self.dilations
             )
+            states = loop.permute(1, 2, 3, 0, 4)
         else:
-            fused = None if torch.jit.is_scripting() else self._fused_sweep_loop(steps, streams)
+            plain = not torch.jit.is_scripting() and len(self.dilations) == 0
+            fused = self._fused_sweep_loop(steps, streams) if plain else None
             states = self._eager_sweep_loop(steps, streams) if fused is None else fused
         result: list[torch.Tensor] = []
         for k, stream in enumerate(streams):
@@ -423,6 +470,16 @@ class SweepDiffusion(DiffusionLayerBase):
         num_steps, batch, count, _, length = steps.shape
         return steps.view(num_steps, batch, count * 4 * self.hidden, length)
 
+    def _dilated_weights(self, streams: list[int], steps: torch.Tensor) -> torch.Tensor:
+        """The same-site weights of the dilated recurrence for ``streams``:
+        ``(len(dilations), len(streams), 4 * hidden, hidden)``, empty without dilations."""
+        if self.dilated is None:
+            return steps.new_zeros(0)
+        weight = self.dilated.weight
+        if len(streams) < self.streams:
+            weight = weight.index_select(1, torch.tensor(streams, device=weight.device))
+        return weight
+
     @torch.jit.unused
     def _fused_sweep_loop(self, steps: torch.Tensor, streams: list[int]) -> torch.Tensor | None:
         """The loop over slices as one Triton kernel launch, where ``recurrence`` and the input
@@ -442,6 +499,9 @@ class SweepDiffusion(DiffusionLayerBase):
         inference = steps.is_cuda and not steps.requires_grad
         gather = self.recurrence == "gather" or (self.recurrence == "auto" and inference)
         kernel = self._stream_weights(streams) if gather else self._recurrent_kernel(streams)
+        dilated = (
+            self._dilated_weights(streams, steps) if len(self.dilations) > 0 else steps.new_zeros(0)
+        )
         h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
         outputs: list[torch.Tensor] = []
@@ -454,6 +514,9 @@ class SweepDiffusion(DiffusionLayerBase):
             elif s > 0:
                 recurrent = F.conv1d(h, kernel, padding=self.pad, groups=count)
                 g = g + recurrent.view(batch, count, 4 * self.hidden, length)
+            for j, d in enumerate(self.dilations):
+                if s >= d:
+                    g = g + torch.matmul(dilated[j], outputs[s - d])
             h4, cell = _lstm_update(g, cell, dim=2)  # (B, D_group, hidden, L)
             h = h4.reshape(batch, count * self.hidden, length)
             outputs.append(h4)
