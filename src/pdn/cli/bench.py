@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from ..vocabulary import DIFFUSION_MODES, PRECISIONS
+from ..vocabulary import DIFFUSION_MODES, MIN_INPUT_SIZE, PRECISIONS
 from .predict import add_runtime_arguments
 
 HELP = "benchmarks: speed (stack vs heads vs the machine), ablation (the claim), latency (a model)"
@@ -397,8 +397,11 @@ def run_latency(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..models import build_model
 
-    if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or min(args.size) < 32:
-        raise ConfigError("need --repeats >= 1, --warmup >= 0, --batch >= 1 and --size >= 32 32")
+    if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or min(args.size) < MIN_INPUT_SIZE:
+        raise ConfigError(
+            "need --repeats >= 1, --warmup >= 0, --batch >= 1 and --size >= "
+            f"{MIN_INPUT_SIZE} {MIN_INPUT_SIZE}"
+        )
     options = {k: v for k, v in {"mode": args.mode, "channels": args.channels}.items() if v}
     device = default_device(args.device)
     model = build_model(

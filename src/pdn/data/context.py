@@ -73,6 +73,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..vocabulary import MIN_INPUT_SIZE
 from .base import JointTransform, Sample, SegmentationDataset
 from .registry import check_int_options, check_split, register_dataset
 
@@ -90,7 +91,7 @@ SIDES = ("top", "left", "bottom", "right")  # np.rot90(canonical, k) puts the to
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_NUM_SAMPLES = {"train": 2000, "val": 200, "test": 200}
 CONTEXT_LOCAL_MIOU_CEILING = 11 / 35
-MIN_SIZE = 32
+MIN_SIZE = MIN_INPUT_SIZE  # the smallest scene the networks accept
 
 
 def cue_width_for(size: int) -> int:

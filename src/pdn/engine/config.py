@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
-from ..vocabulary import EVAL_MODES, OPTIMIZERS, PRECISIONS
+from ..vocabulary import EVAL_MODES, MIN_INPUT_SIZE, OPTIMIZERS, PRECISIONS
 
 DEFAULT_CONFIG = "demo"
 # Free-form mappings: an override that gives a whole mapping replaces the old one.
@@ -304,7 +304,11 @@ def validate(cfg: DictConfig) -> None:
         ("train.eval_interval", cfg.train.eval_interval >= 0, "must be >= 0"),
         ("train.checkpoint_interval", cfg.train.checkpoint_interval >= 0, "must be >= 0"),
         ("train.log_interval", cfg.train.log_interval >= 1, "must be at least 1"),
-        ("data.crop_size", cfg.data.crop_size >= 32, "must be at least 32"),
+        (
+            "data.crop_size",
+            cfg.data.crop_size >= MIN_INPUT_SIZE,
+            f"must be at least {MIN_INPUT_SIZE}",
+        ),
         ("data.num_workers", cfg.data.num_workers >= 0, "must be >= 0"),
         (
             "data.scale_range",
@@ -375,7 +379,12 @@ def _optional_checks(cfg: DictConfig) -> list[tuple[str, bool, str]]:
         ("model.chrono_steps", model.chrono_steps, lambda v: v >= 3, "must be at least 3"),
         ("model.low_level_stage", model.low_level_stage, lambda v: v >= 0, "must be at least 0"),
         ("model.low_level_channels", model.low_level_channels, lambda v: v >= 1, "must be >= 1"),
-        ("eval.crop_size", evaluation.crop_size, lambda v: v >= 32, "must be at least 32"),
+        (
+            "eval.crop_size",
+            evaluation.crop_size,
+            lambda v: v >= MIN_INPUT_SIZE,
+            f"must be at least {MIN_INPUT_SIZE}",
+        ),
         ("eval.stride", evaluation.stride, lambda v: v >= 1, "must be at least 1"),
     ]
     return [

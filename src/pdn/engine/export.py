@@ -462,7 +462,7 @@ def export_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     height, width = (int(v) for v in size) if size else default_size(ckpt.get("config"))
-    if min(height, width) < 32:
+    if min(height, width) < MIN_INPUT_SIZE:
         raise ExportError(
             f"export size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got {height}x{width}"
         )
