@@ -11,7 +11,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pdn.bench.ablation import TASKS, VARIANTS, Row, markdown_table, overrides_for, select_variants
+from pdn.bench.ablation import (
+    TASKS,
+    VARIANTS,
+    Row,
+    check_reusable,
+    markdown_table,
+    overrides_for,
+    select_variants,
+    train_run,
+)
 from pdn.bench.speed import (
     Budget,
     dense_conv_flops,
@@ -22,7 +31,7 @@ from pdn.bench.speed import (
 )
 from pdn.bench.timing import time_interleaved, training_memory
 from pdn.cli.main import main
-from pdn.engine.config import load_config
+from pdn.engine.config import load_config, save_config
 from pdn.errors import ConfigError
 from pdn.models import DiffusionLayer
 
@@ -128,6 +137,32 @@ def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
     assert main(argv) == 0
     assert (folder / "fcn" / "seed0" / "train.log").read_text() == log
     assert markdown_table([]) == ""
+
+
+def test_ablation_refuses_a_folder_that_holds_another_runs_scores(tmp_path) -> None:
+    """A finished run is reused only when its stored config is this call's (up to keys that do
+    not change the run, and keys the stored file predates); otherwise its old score would be
+    passed off as the new task's."""
+    task, variant = TASKS["paths"], next(v for v in VARIANTS if v.key == "aspp")
+    overrides = overrides_for(task, "tiny", variant, 0, None)
+    run = tmp_path / "aspp" / "seed0"
+    save_config(
+        load_config(task.config, [*overrides, "data.options.size=128"]), run / "config.yaml"
+    )
+    (run / "metrics.json").write_text(json.dumps({"mIoU": 0.29, "per_class": {}}))
+    with pytest.raises(ConfigError, match=r"data.options.size=128, but this call asks for 256"):
+        train_run(task.config, overrides, run)
+    stored = load_config(task.config, [*overrides, "train.device=cuda", "train.log_interval=7"])
+    save_config(stored, run / "config.yaml")
+    assert train_run(task.config, overrides, run)["mIoU"] == 0.29  # reused as it is
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("  backbone_frozen_iters: 0\n", ""))
+    check_reusable(task.config, overrides, run)  # a file from before that option: its default
+    frozen = [*overrides, "train.backbone_frozen_iters=1000"]  # ... which this call changes
+    with pytest.raises(ConfigError, match=r"backbone_frozen_iters=0, but this call asks for 1000"):
+        check_reusable(task.config, frozen, run)
+    with pytest.raises(ConfigError, match=r"train.seed=0, but this call asks for 1"):
+        check_reusable(task.config, overrides_for(task, "tiny", variant, 1, None), run)
 
 
 def test_ablation_table_gives_no_spread_for_one_seed() -> None:

@@ -3,6 +3,8 @@ the far end of an object's own path decides, and the bounds of the guesses that 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -29,7 +31,8 @@ def test_scenes_are_deterministic_and_labelled_by_their_own_cue(dataset):
         assert image.shape == (3, 96, 96) and mask.dtype == torch.int64
         layout, colours = dataset.layout(index), dataset.colours(index)
         for k, (r, c) in enumerate(layout.objects):
-            square = mask[r * P.CELL : (r + 2) * P.CELL, c * P.CELL : (c + 2) * P.CELL]
+            cell = layout.cell
+            square = mask[r * cell : (r + 2) * cell, c * cell : (c + 2) * cell]
             assert torch.all(square == 1 + colours[k])
             cue = P.cue_mask(layout, k)
             assert tuple(image[:, cue][:, 0].tolist()) == P.CUE_COLORS[colours[k]]
@@ -41,7 +44,9 @@ def test_paths_keep_apart_and_the_own_cue_is_not_the_nearest_or_in_line(dataset)
         cells = [set(route) for route in layout.paths]
         for a in range(len(cells)):
             for b in range(a + 1, len(cells)):
-                assert not P._dilate(cells[a], 96 // P.CELL) & cells[b]  # one free cell between
+                assert (
+                    not P._dilate(cells[a], 96 // layout.cell) & cells[b]
+                )  # one free cell between
         centres = np.stack([P._centre(c) for c in layout.cues])
         for k, obj in enumerate(layout.objects):
             offset = np.abs(centres - P._centre(obj))
@@ -75,14 +80,42 @@ def test_bounds_of_the_guesses_that_do_not_follow_the_path():
     assert P.LOCAL_MIOU_CEILING < P.mode_guess_miou(4) < two
 
 
+def test_a_larger_cell_draws_the_same_scene_larger(dataset):
+    """The routes depend only on the grid: 192 px scenes of 8 px cells are the 96 px scenes of
+    4 px cells, every painted pixel (paths 4 px wide instead of 2) and every label doubled."""
+    large = pdn.build_dataset(
+        "paths", split="val", size=192, cell=8, pairs=3, turns=1, num_samples=6
+    )
+    for index in range(3):
+        small_layout, large_layout = dataset.layout(index), large.layout(index)
+        assert large_layout.paths == small_layout.paths and large_layout.cell == 8
+        colours = dataset.colours(index)
+        small_image, small_mask = P.paint(
+            dataclasses.replace(small_layout, background=np.zeros_like(small_layout.background)),
+            colours,
+        )
+        large_image, large_mask = P.paint(
+            dataclasses.replace(large_layout, background=np.zeros_like(large_layout.background)),
+            colours,
+        )
+        twice = np.ones((2, 2), dtype=np.uint8)
+        assert np.array_equal(large_mask, np.kron(small_mask, twice))
+        for channel in range(3):
+            assert np.array_equal(large_image[channel], np.kron(small_image[channel], twice))
+        path_pixels = (small_image[0] == P.PATH_GREY) & (small_mask == 0)
+        assert path_pixels.sum() > 0
+
+
 def test_options_are_checked():
     with pytest.raises(ConfigError, match="pairs must be an integer in 2..6"):
         pdn.build_dataset("paths", split="train", pairs=9)
     with pytest.raises(ConfigError, match="takes no root"):
         pdn.build_dataset("paths", root="/data", split="train")
+    with pytest.raises(ConfigError, match="cell must be a multiple of 4 that divides size 128"):
+        pdn.build_dataset("paths", split="train", cell=6)
 
 
 def test_a_layout_that_cannot_fit_is_a_config_error():
     crowded = pdn.build_dataset("paths", split="val", size=64, pairs=6, turns=8, num_samples=1)
-    with pytest.raises(ConfigError, match="fewer pairs or turns, or a larger size"):
+    with pytest.raises(ConfigError, match="fewer pairs or turns, or a larger size / cell"):
         crowded.layout(0)

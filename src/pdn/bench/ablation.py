@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import build_dataset
-from ..engine.config import load_config, model_kwargs
+from ..engine.config import load_config, model_kwargs, to_plain
 from ..errors import ConfigError, PdnError
 from ..models import build_model
 from ..registry import close_matches_hint
@@ -95,7 +95,7 @@ TASKS: dict[str, Task] = {
     "paths": Task(
         "paths",
         ("data.val_split=test", "train.eval_interval=0"),
-        "paths benchmark, 128x128 scenes, 4 objects each joined to its cue by a winding path of "
+        "paths benchmark, 256x256 scenes of 8 px cells, 4 objects each joined to its cue by a winding path of "
         "its own (2 waypoints), test split (200 scenes); reading the nearest, the in-line or any "
         "other single cue: mIoU 0.314, the scene's most frequent cue colour: 0.49",
     ),
@@ -342,9 +342,61 @@ def first_stage_weights(
     return starts
 
 
+# Keys that do not change what a run learns or how it is scored; a reused run may differ in them.
+REUSE_IGNORED_KEYS = frozenset(
+    {
+        "train.device",
+        "train.eval_interval",
+        "train.log_interval",
+        "train.checkpoint_interval",
+        "train.keep_checkpoints",
+        "data.num_workers",
+        "data.check_files",
+    }
+)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, down to the option dicts' own keys."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_reusable(config: str, overrides: Sequence[str], run_dir: Path) -> None:
+    """Refuse to reuse or resume ``run_dir`` when its ``config.yaml`` differs from this call's
+    config in a key that changes the run (a changed task config, a changed variant): a stale
+    folder would otherwise pass its old score off as this call's. Keys the stored file lacks
+    (options added since it was written) are taken to hold their defaults, under which it ran."""
+    stored_file = run_dir / "config.yaml"
+    if not stored_file.is_file():
+        return
+    stored = _flat(to_plain(load_config(stored_file)))  # keys the file lacks: their defaults
+    wanted = _flat(to_plain(load_config(config, overrides)))
+    differing = [
+        key
+        for key in sorted(set(stored) | set(wanted))
+        if key not in REUSE_IGNORED_KEYS and stored.get(key) != wanted.get(key)
+    ]
+    if differing:
+        key = differing[0]
+        raise ConfigError(
+            f"{run_dir} holds a run with {key}={stored.get(key)!r}, but this call asks for "
+            f"{wanted.get(key)!r}"
+            + (f" (and {len(differing) - 1} more keys)" if len(differing) > 1 else "")
+            + "; move that folder away or give another --out"
+        )
+
+
 def train_run(config: str, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
     """``pdn train`` into ``run_dir`` in a subprocess (resuming it if it was interrupted); returns
-    its ``metrics.json``. The run's output goes to ``run_dir/train.log``."""
+    its ``metrics.json``. The run's output goes to ``run_dir/train.log``. A folder that holds a
+    run of another config is refused (:func:`check_reusable`)."""
+    check_reusable(config, overrides, run_dir)
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
         return json.loads(metrics_file.read_text())

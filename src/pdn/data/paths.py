@@ -9,9 +9,12 @@ class is ``1 +`` the colour of the cue at the other end of its path.
 
 **A sample** (``build_dataset("paths")``): a ``size x size`` RGB image (default 128) and its mask,
 5 classes (background; an object whose path ends at a red, green, blue or yellow cue). The scene
-is laid out on a grid of 4 px cells: cues and objects are 2 x 2 cells (8 px squares), a path is a
-2 px line through the centres of its cells, and every path keeps at least one free cell from
-every other path, cue and object. The background is textured as in the context benchmark.
+is laid out on a grid of ``cell`` px cells (default 4): cues and objects are 2 x 2 cells, a path
+is a line ``cell / 2`` px wide through the centres of its cells, and every path keeps at least
+one free cell from every other path, cue and object. The routes depend only on the grid
+(``size / cell`` cells a side), so 256 px scenes with 8 px cells are the 128 px scenes with 4 px
+cells drawn twice as large; with ``cell`` equal to a model's output stride, each cell is one site
+of the map its head sees, and two paths never share a site. The background is textured as in the context benchmark.
 Objects, paths and background look the same in every scene whatever the colours; only the cues
 are coloured. Layouts are drawn so that an object's own cue is neither the cue nearest to it nor
 the one closest to its column or row, so guessing from those is as good as guessing blind.
@@ -60,7 +63,7 @@ from .context import (
 )
 from .registry import check_int_options, check_split, register_dataset
 
-CELL = 4  # px per grid cell
+DEFAULT_CELL = 4  # px per grid cell
 BLOCK = 2  # cells per side of a cue or an object
 PATH_GREY = 150
 WAYPOINT_MARGIN = 4  # cells (plus 1 per turn) a path's waypoints may lie beyond its ends' box
@@ -91,12 +94,13 @@ def mode_guess_miou(cues: int) -> float:
 class PathsLayout:
     """A scene without its colours: ``background`` uint8 ``(size, size, 3)``; ``cues`` and
     ``objects`` the top-left cells ``(row, col)`` of each 2 x 2-cell square; ``paths[k]`` the
-    cells of the path from cue ``k`` to object ``k``."""
+    cells of the path from cue ``k`` to object ``k``; ``cell`` the px per cell."""
 
     background: np.ndarray
     cues: list[tuple[int, int]]
     objects: list[tuple[int, int]]
     paths: list[list[tuple[int, int]]]
+    cell: int = DEFAULT_CELL
 
 
 def _block_cells(corner: tuple[int, int]) -> list[tuple[int, int]]:
@@ -226,10 +230,10 @@ def _route_pair(
 Routes = tuple[list[tuple[int, int]], list[tuple[int, int]], list[list[tuple[int, int]]]]
 
 
-def draw_routes(rng: np.random.Generator, size: int, pairs: int, turns: int) -> Routes:
-    """Draw a scene's cues, objects and paths from ``rng`` (retrying until every pair has its
-    path): the ``cues``, ``objects`` and ``paths`` of a :class:`PathsLayout`."""
-    grid = size // CELL
+def draw_routes(rng: np.random.Generator, grid: int, pairs: int, turns: int) -> Routes:
+    """Draw a scene's cues, objects and paths on a ``grid x grid`` board of cells from ``rng``
+    (retrying until every pair has its path): the ``cues``, ``objects`` and ``paths`` of a
+    :class:`PathsLayout`."""
     for _ in range(200):
         corners: list[tuple[int, int]] = []
         taken: set[tuple[int, int]] = set()
@@ -263,22 +267,17 @@ def draw_routes(rng: np.random.Generator, size: int, pairs: int, turns: int) -> 
         else:
             return [cues[order[k]] for k in range(pairs)], objects, paths
     raise ConfigError(
-        f"paths: no layout of {pairs} pairs with {turns} turns fits a {size} px scene "
-        "(200 tries); use fewer pairs or turns, or a larger size"
+        f"paths: no layout of {pairs} pairs with {turns} turns fits a grid of {grid} x {grid} "
+        "cells (200 tries); use fewer pairs or turns, or a larger size / cell"
     )
 
 
-def _pixels(cell: tuple[int, int]) -> tuple[slice, slice]:
-    """The 2 x 2 px centre of a cell."""
-    return slice(cell[0] * CELL + 1, cell[0] * CELL + 3), slice(
-        cell[1] * CELL + 1, cell[1] * CELL + 3
-    )
-
-
-def _join(image: np.ndarray, a: tuple[int, int], b: tuple[int, int], value: int) -> None:
-    """A 2 px bar between the centres of the edge-adjacent cells ``a`` and ``b``."""
+def _join(image: np.ndarray, a: tuple[int, int], b: tuple[int, int], value: int, cell: int) -> None:
+    """A bar ``cell / 2`` px wide from the centre of cell ``a`` to that of the edge-adjacent
+    (or the same) cell ``b``."""
     (r0, c0), (r1, c1) = sorted([a, b])
-    image[r0 * CELL + 1 : r1 * CELL + 3, c0 * CELL + 1 : c1 * CELL + 3] = value
+    lo, hi = cell // 4, cell - cell // 4
+    image[r0 * cell + lo : r1 * cell + hi, c0 * cell + lo : c1 * cell + hi] = value
 
 
 def paint(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -287,38 +286,39 @@ def paint(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, np.n
     ``k``'s pixels ``1 + colours[k]``, everything else 0."""
     image = layout.background.copy()
     mask = np.zeros(image.shape[:2], dtype=np.uint8)
-    side = BLOCK * CELL
+    cell = layout.cell
     for k, (cue, obj, route) in enumerate(
         zip(layout.cues, layout.objects, layout.paths, strict=True)
     ):
-        for cell in route:
-            image[_pixels(cell)] = PATH_GREY
         for a, b in zip(route, route[1:], strict=False):
-            _join(image, a, b, PATH_GREY)
+            _join(image, a, b, PATH_GREY, cell)
+        _join(image, route[0], route[0], PATH_GREY, cell)  # a route of one cell
         for end, square in ((route[0], cue), (route[-1], obj)):
             inside = min(
                 _block_cells(square), key=lambda q: abs(q[0] - end[0]) + abs(q[1] - end[1])
             )
-            _join(image, end, inside, PATH_GREY)
-        rows, cols = (
-            slice(obj[0] * CELL, obj[0] * CELL + side),
-            slice(obj[1] * CELL, obj[1] * CELL + side),
-        )
+            _join(image, end, inside, PATH_GREY, cell)
+        rows, cols = _square(obj, cell)
         image[rows, cols] = OBJECT_GREY
         mask[rows, cols] = 1 + int(colours[k])
-        rows, cols = (
-            slice(cue[0] * CELL, cue[0] * CELL + side),
-            slice(cue[1] * CELL, cue[1] * CELL + side),
-        )
+        rows, cols = _square(cue, cell)
         image[rows, cols] = CUE_COLORS[int(colours[k])]
     return np.ascontiguousarray(image.transpose(2, 0, 1)), mask
+
+
+def _square(corner: tuple[int, int], cell: int) -> tuple[slice, slice]:
+    """The pixels of the 2 x 2-cell square whose top-left cell is ``corner``."""
+    side = BLOCK * cell
+    return (
+        slice(corner[0] * cell, corner[0] * cell + side),
+        slice(corner[1] * cell, corner[1] * cell + side),
+    )
 
 
 def cue_mask(layout: PathsLayout, index: int) -> np.ndarray:
     """bool ``(size, size)``: the pixels of the cue of object ``index``."""
     mask = np.zeros(layout.background.shape[:2], dtype=bool)
-    r, c = layout.cues[index]
-    mask[r * CELL : (r + BLOCK) * CELL, c * CELL : (c + BLOCK) * CELL] = True
+    mask[_square(layout.cues[index], layout.cell)] = True
     return mask
 
 
@@ -327,8 +327,9 @@ class PathsDataset(SegmentationDataset):
     """The generated paths benchmark (see the module docstring).
 
     Options: ``size`` (>= 64,
-    default 128), ``pairs`` (objects and cues, 2-6, default 4), ``turns`` (waypoints per path,
-    default 2: the difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``.
+    default 128), ``cell`` (px per grid cell, a multiple of 4 that divides ``size``, default 4),
+    ``pairs`` (objects and cues, 2-6, default 4), ``turns`` (waypoints per path, default 2: the
+    difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``.
     ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same
     ``(seed, split, i)``. ``root`` must be ``None``."""
 
@@ -339,6 +340,7 @@ class PathsDataset(SegmentationDataset):
         split: str = "train",
         transforms: JointTransform | None = None,
         size: int = 128,
+        cell: int = DEFAULT_CELL,
         pairs: int = 4,
         turns: int = 2,
         num_samples: int | None = None,
@@ -352,13 +354,19 @@ class PathsDataset(SegmentationDataset):
             "paths",
             (
                 ("size", size, 64, 1024),
+                ("cell", cell, 4, 64),
                 ("pairs", pairs, 2, 6),
                 ("turns", turns, 0, 8),
                 ("seed", seed, 0, None),
                 ("num_samples", num_samples, 1, None),
             ),
         )
-        self.size, self.pairs, self.turns, self.seed = size, pairs, turns, seed
+        if cell % 4 or size % cell:
+            raise ConfigError(
+                f"dataset 'paths': cell must be a multiple of 4 that divides size {size}, "
+                f"got {cell}"
+            )
+        self.size, self.cell, self.pairs, self.turns, self.seed = size, cell, pairs, turns, seed
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
         self.classes = PATHS_CLASSES
         self.palette = list(CONTEXT_PALETTE)
@@ -373,10 +381,10 @@ class PathsDataset(SegmentationDataset):
     def layout(self, index: int) -> PathsLayout:
         """Sample ``index``'s layout (its routes drawn once per dataset object, then kept)."""
         if index not in self._routes:
-            drawn = draw_routes(self._stream(index, 0), self.size, self.pairs, self.turns)
-            self._routes[index] = drawn
+            grid = self.size // self.cell
+            self._routes[index] = draw_routes(self._stream(index, 0), grid, self.pairs, self.turns)
         background = textured_background(self._stream(index, 2), self.size)
-        return PathsLayout(background, *self._routes[index])
+        return PathsLayout(background, *self._routes[index], cell=self.cell)
 
     def colours(self, index: int) -> tuple[int, ...]:
         """The colour (0..3) of the cue of each object of sample ``index``."""
