@@ -430,6 +430,32 @@ def test_low_level_skip_feeds_an_earlier_stage_to_the_head(arch: str) -> None:
     assert outputs[1] > 1e-7
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_image_skip_puts_the_pooled_image_beside_the_heads_input(arch: str) -> None:
+    """The head's input ends in the image's 8 x 8 window means (the last window of a side 68 px
+    long averages its 4 px), so with every backbone stage held at zero the logits still depend
+    on the image; the key joins the config only when on, and the model rebuilds from it."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 68)
+    model = pdn.build_model(arch, 3, backbone="tiny", image_skip=True).eval()
+    assert model.model_config["image_skip"] is True
+    assert "image_skip" not in pdn.build_model(arch, 3, backbone="tiny").model_config
+    seen = {}
+    model.decode_head.register_forward_pre_hook(lambda module, args: seen.update(input=args[0]))
+    for stage in model.backbone.stages:
+        stage.register_forward_hook(lambda module, args, out: torch.zeros_like(out))
+    with torch.no_grad():
+        logits = model(x)
+    expected = torch.zeros(2, 3, 8, 9)
+    for j in range(9):
+        expected[..., j] = x[..., :, 8 * j : 8 * j + 8].unflatten(2, (8, 8)).mean(dim=(3, 4))
+    assert seen["input"].shape[1] == model.backbone.channels[-1] + 3
+    torch.testing.assert_close(seen["input"][:, -3:], expected, rtol=1e-5, atol=1e-6)
+    assert float((logits[0] - logits[1]).abs().max()) > 1e-7
+    rebuilt = pdn.build_model(**model.model_config)
+    rebuilt.load_state_dict(model.state_dict())
+
+
 def test_low_level_skip_index_is_checked() -> None:
     for stage in (-1, 3):
         with pytest.raises(ConfigError, match="low_level_stage must be an earlier backbone stage"):

@@ -166,6 +166,16 @@ VARIANTS: tuple[Variant, ...] = (
         ("model.arch=aspp", "model.low_level_stage=1"),
     ),
     Variant(
+        "sweep2-image",
+        "pdn (sweep, L=2, the pooled image beside the head's input)",
+        ("model.arch=pdn", "model.num_layers=2", "model.image_skip=true"),
+    ),
+    Variant(
+        "aspp-image",
+        "aspp (the pooled image beside the head's input)",
+        ("model.arch=aspp", "model.image_skip=true"),
+    ),
+    Variant(
         "sweep2-frozen1000",
         "pdn (sweep, L=2, backbone frozen for the first 1,000 iterations)",
         ("model.arch=pdn", "model.num_layers=2", "train.backbone_frozen_iters=1000"),

@@ -39,6 +39,7 @@ class ModelConfig:
     aux: bool = True  # auxiliary FCN head on stage 3 (training loss only)
     low_level_stage: int | None = None  # earlier backbone stage joined to the head's input
     low_level_channels: int = 48  # that skip's width after its 1x1 projection
+    image_skip: bool = False  # the input image, pooled to the head's grid, joins its input
     channels: int | None = None  # head width (default min(512, backbone width))
     dropout: float | None = None  # before the classifier (default 0.1)
     num_layers: int | None = None  # pdn: diffusion layers (default 2)

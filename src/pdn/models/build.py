@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..registry import Registry, close_matches_hint
 from .backbones import build_backbone
 from .heads import ASPPHead, FCNHead, PDNHead, PPMHead
-from .network import LowLevelSkip, SegmentationModel
+from .network import ImageSkip, LowLevelSkip, SegmentationModel
 
 
 def _no_stride_defaults(output_stride: int) -> dict[str, Any]:
@@ -106,6 +106,7 @@ def build_model(
     aux: bool = True,
     low_level_stage: int | None = None,
     low_level_channels: int = 48,
+    image_skip: bool = False,
     **options: Any,
 ) -> SegmentationModel:
     """Build a segmentation network.
@@ -121,6 +122,8 @@ def build_model(
         low_level_stage: index of an earlier backbone stage (``0`` .. stages - 2) whose map joins
             the last one at the head's input through a :class:`LowLevelSkip`; ``None``: off.
         low_level_channels: the skip's width after its 1x1 projection.
+        image_skip: the normalised input image, average-pooled to the last stage's grid, joins
+            the head's input as 3 more channels (:class:`ImageSkip`): colours no loss can erase.
         **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
             for every arch; for ``pdn``: ``num_layers`` (2) and the fields of
             :class:`~pdn.models.diffusion.DiffusionOptions` (``mode``, ``rates``, ...);
@@ -136,6 +139,7 @@ def build_model(
     in_ch = features.channels[-1]
     options.setdefault("channels", min(512, in_ch))
     head_in = in_ch + (low_level_channels if low_level is not None else 0)
+    head_in += 3 if image_skip else 0
     head = head_spec.build(head_in, num_classes, output_stride=output_stride, **options)
     aux_in = features.channels[-2]
     aux_head = FCNHead(aux_in, num_classes, channels=max(16, aux_in // 4)) if aux else None
@@ -147,6 +151,7 @@ def build_model(
         "aux": bool(aux),
         "low_level_stage": low_level_stage,
         "low_level_channels": int(low_level_channels),
+        **({"image_skip": True} if image_skip else {}),  # old checkpoints lack the key
         **{key: _json_ready(value) for key, value in options.items()},
     }
     return SegmentationModel(
@@ -156,6 +161,7 @@ def build_model(
         num_classes=int(num_classes),
         model_config=model_config,
         low_level=low_level,
+        image_skip=ImageSkip(output_stride) if image_skip else None,
     )
 
 

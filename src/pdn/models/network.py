@@ -38,6 +38,26 @@ class LowLevelSkip(nn.Module):
         return torch.cat([last, low], dim=1)
 
 
+class ImageSkip(nn.Module):
+    """The normalised input image beside the head's input: ``(B, 3, H, W)`` average-pooled over
+    ``stride x stride`` windows (the last, partial window of a side not divisible by the stride
+    averages the pixels it has) to the ``(h, w) = (ceil(H / stride), ceil(W / stride))`` grid of
+    the last stage, and concatenated to the head's input ``(B, C, h, w)`` -> ``(B, C + 3, h, w)``.
+
+    It has no weights, so training cannot take the image's colours out of what the head reads,
+    as it takes them out of the backbone's features where no local loss needs them (a context
+    cue's colour: see docs/diagnostics.md).
+    """
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, head_input: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool2d(image, self.stride, self.stride, ceil_mode=True)
+        return torch.cat([head_input, pooled], dim=1)
+
+
 class SegmentationModel(nn.Module):
     """The network (what ``build_model`` returns and a checkpoint's weights fill): backbone, decode
     head on the last stage (beside an earlier one with a :class:`LowLevelSkip`), optional auxiliary
@@ -61,10 +81,12 @@ class SegmentationModel(nn.Module):
         num_classes: int,
         model_config: dict[str, Any],
         low_level: LowLevelSkip | None = None,
+        image_skip: ImageSkip | None = None,
     ):
         super().__init__()
         self.backbone = backbone
         self.low_level = low_level
+        self.image_skip = image_skip
         self.decode_head = decode_head
         self.aux_head = aux_head
         self.num_classes = num_classes
@@ -86,15 +108,16 @@ class SegmentationModel(nn.Module):
                 + str(list(x.shape[-2:]))
             )
 
-    def _head_input(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if self.low_level is not None:
-            return self.low_level(features)
-        return features[-1]
+    def _head_input(self, features: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        head_input = self.low_level(features) if self.low_level is not None else features[-1]
+        if self.image_skip is not None:
+            head_input = self.image_skip(head_input, x)
+        return head_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         features = self.backbone(x)
-        logits = self.decode_head(self._head_input(features))
+        logits = self.decode_head(self._head_input(features, x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     @torch.jit.export
@@ -104,7 +127,7 @@ class SegmentationModel(nn.Module):
         features = self.backbone(x)
         size = x.shape[-2:]
         logits = F.interpolate(
-            self.decode_head(self._head_input(features)),
+            self.decode_head(self._head_input(features, x)),
             size=size,
             mode="bilinear",
             align_corners=False,
