@@ -95,9 +95,9 @@ TASKS: dict[str, Task] = {
     "paths": Task(
         "paths",
         ("data.val_split=test", "train.eval_interval=0"),
-        "paths benchmark, 256x256 scenes of 8 px cells, 4 objects each joined to its cue by a winding path of "
-        "its own (2 waypoints), test split (200 scenes); reading the nearest, the in-line or any "
-        "other single cue: mIoU 0.314, the scene's most frequent cue colour: 0.49",
+        "paths benchmark, 256x256 scenes of 8 px cells, 4 objects each joined to its cue by a "
+        "winding path of its own (2 waypoints), test split (200 scenes); reading the nearest, the "
+        "in-line or any other single cue: mIoU 0.314, the scene's most frequent cue colour: 0.49",
     ),
     "fashion": Task(
         "fashion_scenes",

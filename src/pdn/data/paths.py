@@ -14,7 +14,8 @@ is a line ``cell / 2`` px wide through the centres of its cells, and every path 
 one free cell from every other path, cue and object. The routes depend only on the grid
 (``size / cell`` cells a side), so 256 px scenes with 8 px cells are the 128 px scenes with 4 px
 cells drawn twice as large; with ``cell`` equal to a model's output stride, each cell is one site
-of the map its head sees, and two paths never share a site. The background is textured as in the context benchmark.
+of the map its head sees, and two paths never share a site. The background is textured as in the
+context benchmark.
 Objects, paths and background look the same in every scene whatever the colours; only the cues
 are coloured. Layouts are drawn so that an object's own cue is neither the cue nearest to it nor
 the one closest to its column or row, so guessing from those is as good as guessing blind.
