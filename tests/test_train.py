@@ -153,9 +153,31 @@ def test_resume_refuses_another_model(tmp_path, capsys):
     assert _train(tmp_path, "model.arch=fcn", config="demo", resume=True) == 2
     err = capsys.readouterr().err
     assert "arch 'pdn', the config asks for 'fcn'" in err and err.count("\n") == 1
-    # nuclei has 2 classes, the run was made for the context benchmark's 5
+    # nuclei is another dataset (with 2 classes; the run was made for the context benchmark's 5)
     assert _train(tmp_path, "data.options={}", config="nuclei", resume=True) == 2
-    assert "class count 5, the config asks for 2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the run was trained with data." in err and "data.name" in err and err.count("\n") == 1
+
+
+def test_resume_refuses_another_recipe_or_data_and_takes_a_longer_run(tmp_path, capsys):
+    """A resumed run continues the same run: another learning rate (the restored schedule would
+    keep the old one), seed or scene size is refused with the key named, with or without CONFIG;
+    more iterations, another device or log interval are taken."""
+    assert _train(tmp_path, "data.val_split=null") == 0
+    capsys.readouterr()
+    for config, change, key in (
+        (None, "train.lr=0.5", "train.lr=0.002"),
+        ("demo", "train.seed=3", "train.seed=0"),
+        ("demo", "data.options={size: 96, num_samples: 8}", "data.options.size=64"),
+    ):
+        args = ("data.val_split=null", "train.iters=6", change)
+        assert _train(tmp_path, *args, config=config, resume=True) == 2
+        err = capsys.readouterr().err
+        assert f"the run was trained with {key}" in err and err.count("\n") == 1
+    assert ck.load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 4  # untouched
+    longer = ("data.val_split=null", "train.iters=6", "train.log_interval=2", "train.device=cpu")
+    assert _train(tmp_path, *longer, config="demo", resume=True) == 0
+    assert ck.load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 6
 
 
 def test_resume_of_a_finished_run_continues_with_more_iterations(tmp_path):
@@ -351,6 +373,50 @@ def test_a_frozen_backbone_keeps_its_weights_while_the_head_learns(tmp_path):
     assert all(torch.equal(at_2[k], initial[k]) for k in backbone)
     assert any(not torch.equal(at_2[k], initial[k]) for k in head)
     assert any(not torch.equal(at_4[k], initial[k]) for k in backbone)
+
+
+def _one_step_update(tmp_path, out: str, *extra: str) -> tuple[float, float]:
+    """One plain-SGD step (no momentum or decay, lr 0.1 everywhere): the L2 norm of the weight
+    change divided by the lr, and the gradient norm that ``log.jsonl`` records for the step."""
+    lr = 0.1
+    recipe = [
+        "train.optimizer=sgd",
+        f"train.lr={lr}",
+        "train.head_lr_mult=1",
+        "train.momentum=0",
+        "train.weight_decay=0",
+        "train.iters=1",
+        "model.aux=false",
+    ]
+    assert _train(tmp_path, *recipe, *extra, out=out) == 0
+    torch.manual_seed(0)  # as the trainer does with train.seed=0 before building the model
+    initial = build_model("pdn", 5, backbone="tiny", aux=False, channels=16)
+    final = ck.load_checkpoint(tmp_path / out / "last.pt")["model"]
+    steps = [(p.detach() - final[name]) / lr for name, p in initial.named_parameters()]
+    record = next(
+        json.loads(line)
+        for line in (tmp_path / out / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    )
+    step = float(torch.linalg.vector_norm(torch.cat([s.flatten() for s in steps])))
+    return step, record["grad_norm"]
+
+
+def test_gradient_clipping_bounds_the_step_and_the_log_holds_the_norm(tmp_path, capsys):
+    """Without clipping a plain-SGD step moves the weights by lr x the logged gradient norm; with
+    ``train.clip_grad_norm`` below that norm it moves them by lr x the limit instead."""
+    step, grad_norm = _one_step_update(tmp_path, "free")
+    assert grad_norm > 0.01
+    assert step == pytest.approx(grad_norm, rel=1e-4)
+    limit = grad_norm / 10
+    clipped_step, clipped_norm = _one_step_update(
+        tmp_path, "clipped", f"train.clip_grad_norm={limit}"
+    )
+    assert clipped_norm == pytest.approx(grad_norm, rel=1e-5)  # the norm before clipping
+    assert clipped_step == pytest.approx(limit, rel=1e-4)
+    assert "gradient norm clipped to" in capsys.readouterr().err
+    assert _train(tmp_path, "train.clip_grad_norm=-1", out="bad") == 2
+    assert "'train.clip_grad_norm' must be >= 0" in capsys.readouterr().err
 
 
 def test_bf16_training_on_the_cpu_runs_under_autocast(tmp_path, capsys):

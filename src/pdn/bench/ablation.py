@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import build_dataset
-from ..engine.config import load_config, model_kwargs, to_plain
+from ..engine.config import config_differences, load_config, model_kwargs
 from ..errors import ConfigError, PdnError
 from ..models import build_model
 from ..registry import close_matches_hint
@@ -352,31 +352,6 @@ def first_stage_weights(
     return starts
 
 
-# Keys that do not change what a run learns or how it is scored; a reused run may differ in them.
-REUSE_IGNORED_KEYS = frozenset(
-    {
-        "train.device",
-        "train.eval_interval",
-        "train.log_interval",
-        "train.checkpoint_interval",
-        "train.keep_checkpoints",
-        "data.num_workers",
-        "data.check_files",
-    }
-)
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, down to the option dicts' own keys."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_reusable(config: str, overrides: Sequence[str], run_dir: Path) -> None:
     """Refuse to reuse or resume ``run_dir`` when its ``config.yaml`` differs from this call's
     config in a key that changes the run (a changed task config, a changed variant): a stale
@@ -385,18 +360,12 @@ def check_reusable(config: str, overrides: Sequence[str], run_dir: Path) -> None
     stored_file = run_dir / "config.yaml"
     if not stored_file.is_file():
         return
-    stored = _flat(to_plain(load_config(stored_file)))  # keys the file lacks: their defaults
-    wanted = _flat(to_plain(load_config(config, overrides)))
-    differing = [
-        key
-        for key in sorted(set(stored) | set(wanted))
-        if key not in REUSE_IGNORED_KEYS and stored.get(key) != wanted.get(key)
-    ]
+    stored = load_config(stored_file)  # keys the file lacks: their defaults
+    differing = config_differences(stored, load_config(config, overrides))
     if differing:
-        key = differing[0]
+        key, old, new = differing[0]
         raise ConfigError(
-            f"{run_dir} holds a run with {key}={stored.get(key)!r}, but this call asks for "
-            f"{wanted.get(key)!r}"
+            f"{run_dir} holds a run with {key}={old!r}, but this call asks for {new!r}"
             + (f" (and {len(differing) - 1} more keys)" if len(differing) > 1 else "")
             + "; move that folder away or give another --out"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -90,6 +90,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # sgd: L2 penalty; adamw: decoupled decay
     poly_power: float = 0.9  # lr = base * (1 - iter / iters) ** poly_power
     aux_weight: float = 0.4  # weight of the auxiliary head's loss
+    clip_grad_norm: float = 0.0  # clip the global gradient L2 norm to this before a step (0: off)
     eval_interval: int = 4000  # validate every N steps (0: only at the end)
     checkpoint_interval: int = 4000  # write last.pt every N steps (0: only at the end)
     keep_checkpoints: bool = False  # also keep each periodic checkpoint's weights as iter_N.pt
@@ -323,6 +324,7 @@ def validate(cfg: DictConfig) -> None:
         ("train.weight_decay", cfg.train.weight_decay >= 0, "must be >= 0"),
         ("train.poly_power", cfg.train.poly_power >= 0, "must be >= 0"),
         ("train.aux_weight", cfg.train.aux_weight >= 0, "must be >= 0"),
+        ("train.clip_grad_norm", cfg.train.clip_grad_norm >= 0, "must be >= 0 (0: off)"),
         ("data.rotation", 0 <= cfg.data.rotation <= 180, "must be in [0, 180] degrees"),
         ("model.output_stride", cfg.model.output_stride in (8, 16, 32), "must be 8, 16 or 32"),
         *_optional_checks(cfg),
@@ -415,6 +417,45 @@ def from_plain(data: Mapping[str, Any]) -> DictConfig:
     cfg = _merge(OmegaConf.structured(Config), data, "in the stored config")
     validate(cfg)
     return cfg
+
+
+# Keys that change neither what a run learns nor how it is scored: a run may be resumed, or
+# reused by the ablation, under other values of these.
+RUN_NEUTRAL_KEYS = frozenset(
+    {
+        "train.device",
+        "train.eval_interval",
+        "train.log_interval",
+        "train.checkpoint_interval",
+        "train.keep_checkpoints",
+        "data.num_workers",
+        "data.check_files",
+    }
+)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, down to the option dicts' own keys."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(
+    stored: DictConfig, wanted: DictConfig, ignored: Collection[str] = RUN_NEUTRAL_KEYS
+) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, stored value, wanted value)`` of every key outside ``ignored`` where two
+    resolved configs differ, sorted by key (``data.options.*`` compared option by option)."""
+    old, new = _flat(to_plain(stored)), _flat(to_plain(wanted))
+    return [
+        (key, old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if key not in ignored and old.get(key) != new.get(key)
+    ]
 
 
 def model_kwargs(cfg: DictConfig, num_classes: int) -> dict[str, Any]:

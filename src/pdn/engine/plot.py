@@ -24,6 +24,7 @@ Points = list[tuple[float, float]]
 CHARTS: tuple[tuple[str, str, str, str | None], ...] = (
     ("training loss (main; aux thin)", "train", "loss_main", "loss_aux"),
     ("learning rate", "train", "lr", None),
+    ("gradient norm (before clipping)", "train", "grad_norm", None),
     ("validation mIoU", "val", "mIoU", None),
     ("cue share (context benchmark)", "reach", "cue_share", None),
 )

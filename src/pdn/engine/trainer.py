@@ -51,7 +51,9 @@ from .checkpoint import (
 )
 from .config import (
     DEFAULT_CONFIG,
+    RUN_NEUTRAL_KEYS,
     apply_overrides,
+    config_differences,
     from_plain,
     load_config,
     model_kwargs,
@@ -396,7 +398,9 @@ class _Run:
                 if tcfg.backbone_frozen_iters
                 else ""
             )
-            + f"), {tcfg.iters} iterations; device {ctx.device}"
+            + f"), {tcfg.iters} iterations"
+            + (f", gradient norm clipped to {tcfg.clip_grad_norm:g}" if tcfg.clip_grad_norm else "")
+            + f"; device {ctx.device}"
             + (f", {torch.get_num_threads()} threads" if ctx.device.type == "cpu" else "")
             + f", precision {self.precision}"
             + (" autocast" if self.precision != "fp32" else "")
@@ -600,7 +604,8 @@ class _Run:
         self, images: torch.Tensor, masks: torch.Tensor, stop: _StopRequest, iteration: int
     ) -> tuple[list[float], bool]:
         """One optimizer step on a batch; returns the global batch's (loss, main, aux) per
-        labelled pixel and whether any rank got a stop signal. Raises TrainingDiverged, before
+        labelled pixel with the gradient norm before clipping, and whether any rank got a stop
+        signal. Raises TrainingDiverged, before
         touching the weights, when any rank's loss is not finite."""
         ctx, tcfg = self.context, self.cfg.train
         images = images.to(ctx.device, non_blocking=True)
@@ -623,10 +628,19 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages gradients over ranks: scale so the result is d(sum / global_labelled)
         self.scaler.scale(total * (ctx.world_size / global_labelled)).backward()
+        grad_norm = self._clip_gradients(float(tcfg.clip_grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return [value / global_labelled for value in shared[3:]], shared[2] > 0
+        return [value / global_labelled for value in shared[3:]] + [grad_norm], shared[2] > 0
+
+    def _clip_gradients(self, max_norm: float) -> float:
+        """The global L2 norm of the (unscaled, all-reduced) gradients before clipping; with
+        ``max_norm > 0`` they are scaled down to at most that norm. The same on every rank."""
+        self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        limit = max_norm if max_norm > 0 else math.inf
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
 
     def _log_step(
         self, iteration: int, window: list[list[float]], log: ScalarLog | None, progress: Progress
@@ -645,6 +659,7 @@ class _Run:
             loss=means[0],
             loss_main=means[1],
             loss_aux=means[2],
+            grad_norm=means[3],
             lr=lrs[0],
             lr_head=lrs[1],
         )
@@ -717,7 +732,8 @@ def prepare_run(
       overwritten by accident).
     - With ``--resume``, ``OUT/last.pt`` is loaded. Without CONFIG the run's own config (stored in
       the checkpoint) is used, with the overrides applied on top; with CONFIG, that config is
-      loaded and must describe the same model. If there is no ``last.pt`` yet, the run starts
+      loaded and must describe the same model. Either way only the keys of
+      ``RESUME_CHANGEABLE_KEYS`` may differ from the run's (:func:`check_resumable`). If there is no ``last.pt`` yet, the run starts
       fresh (so one command line serves both the first start and every restart).
     """
     cfg = load_config(config, overrides) if (config is not None or not resume) else None
@@ -737,13 +753,50 @@ def prepare_run(
         if not ckpt.get("config"):
             raise CheckpointError(f"{last}: holds no config; pass the CONFIG file as well")
         cfg = apply_overrides(from_plain(ckpt["config"]), overrides)
+    if ckpt.get("config"):
+        check_resumable(from_plain(ckpt["config"]), cfg, last)
     return cfg, run_dir, ckpt
+
+
+# What a resumed run may change besides the neutral keys: its length, where its data lies, how it
+# is scored and at which precision. The model is checked against the weights (check_compatible).
+RESUME_CHANGEABLE_KEYS = RUN_NEUTRAL_KEYS | {
+    "train.iters",
+    "train.init_from",
+    "train.precision",
+    "train.amp",
+    "data.root",
+}
+
+
+def check_resumable(stored: DictConfig, wanted: DictConfig, last: Path) -> None:
+    """Refuse to resume the run of ``stored`` (its checkpoint ``last``) under ``wanted`` when they
+    differ in a key that changes what is learned (the data, the recipe, the seed): the restored
+    optimizer and schedule would silently keep the old values of some and take the new ones of
+    others."""
+    differing = [
+        item
+        for item in config_differences(stored, wanted, RESUME_CHANGEABLE_KEYS)
+        if not item[0].startswith(("model.", "eval."))
+    ]
+    if differing:
+        key, old, new = differing[0]
+        others = [item[0] for item in differing[1:]]
+        more = (
+            f" (and {', '.join(others[:4])}{', ...' if len(others) > 4 else ''})" if others else ""
+        )
+        raise ConfigError(
+            f"{last}: the run was trained with {key}={old!r}, the config asks for {new!r}{more}; "
+            "resume with the run's own config (pdn train --out DIR --resume) or start a new run "
+            "from its weights (train.init_from)"
+        )
 
 
 __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "build_optimizer",
+    "check_resumable",
     "default_run_dir",
     "param_groups",
     "poly_schedule",
