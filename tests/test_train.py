@@ -233,6 +233,11 @@ def test_data_errors_are_one_line(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert err.startswith("pdn train: error:") and "missing" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # a run that failed before writing leaves no folder
+    (tmp_path / "mine").mkdir()  # a folder the user made stays
+    missing = ("data.name=ade20k", f"data.root={tmp_path / 'missing'}", "data.options={}")
+    assert _train(tmp_path, *missing, out="mine") == 2
+    assert (tmp_path / "mine").is_dir()
 
 
 def _inject(monkeypatch, at_call: int, action):

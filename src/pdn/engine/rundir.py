@@ -40,7 +40,8 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def run_directory_lock(run_dir: str | Path) -> Iterator[Path]:
-    """Hold the lock of ``run_dir`` (created if missing) for the ``with`` block.
+    """Hold the lock of ``run_dir`` (created if missing) for the ``with`` block. A folder this
+    call created and in which nothing but the lock was written is removed again at the end.
 
     Raises:
         PdnError: another process holds it (names its PID and host), or the folder cannot be
@@ -55,6 +56,7 @@ def run_directory_lock(run_dir: str | Path) -> Iterator[Path]:
     except ImportError:  # pragma: no cover - not on POSIX
         yield run_dir
         return
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole block
@@ -77,4 +79,11 @@ def run_directory_lock(run_dir: str | Path) -> Iterator[Path]:
         remove_stale_temporaries(run_dir)
         yield run_dir
     finally:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            # a run that failed before writing anything leaves no folder behind
+            with contextlib.suppress(OSError):
+                (run_dir / LOCK_FILE).unlink()
         handle.close()  # closing releases the lock
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if still empty
