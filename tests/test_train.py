@@ -174,6 +174,8 @@ def test_resume_refuses_another_recipe_or_data_and_takes_a_longer_run(tmp_path, 
         assert _train(tmp_path, *args, config=config, resume=True) == 2
         err = capsys.readouterr().err
         assert f"the run was trained with {key}" in err and err.count("\n") == 1
+    assert _train(tmp_path, "data.val_split=null", "train.batch_size=4", resume=True) == 2
+    assert "global batch of 2 (train.batch_size=2 x 1 processes)" in capsys.readouterr().err
     assert ck.load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 4  # untouched
     longer = ("data.val_split=null", "train.iters=6", "train.log_interval=2", "train.device=cpu")
     assert _train(tmp_path, *longer, config="demo", resume=True) == 0

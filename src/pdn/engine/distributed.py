@@ -47,13 +47,18 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def launched_world_size() -> int:
+    """The number of processes ``torchrun`` started (``WORLD_SIZE``; 1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> Context:
     """Join the process group that ``torchrun`` describes in the environment (or run alone).
 
     With ``WORLD_SIZE`` > 1 this initialises ``torch.distributed`` with NCCL when the device is a
     GPU and gloo otherwise; each process takes the GPU of its ``LOCAL_RANK``.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)

@@ -57,21 +57,27 @@ def run_directory_lock(run_dir: str | Path) -> Iterator[Path]:
         yield run_dir
         return
     created = not run_dir.exists()
+    lock = run_dir / LOCK_FILE
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole block
+        handle = open(lock, "a+")  # noqa: SIM115 - held for the whole block
     except OSError as error:
         raise PdnError(f"{run_dir}: cannot use as a run directory ({error.strerror})") from None
+    acquired = False
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # the file locked must still be the one at the path (not one a finishing run unlinked)
+            acquired = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        if not acquired:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise PdnError(
                 f"{run_dir} is in use by another pdn train ({holder}); wait for it to end or "
                 "choose another --out"
-            ) from None
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -79,11 +85,17 @@ def run_directory_lock(run_dir: str | Path) -> Iterator[Path]:
         remove_stale_temporaries(run_dir)
         yield run_dir
     finally:
-        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
-            # a run that failed before writing anything leaves no folder behind
-            with contextlib.suppress(OSError):
-                (run_dir / LOCK_FILE).unlink()
-        handle.close()  # closing releases the lock
-        if created:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # only if still empty
+        try:
+            if acquired and created:
+                _remove_if_only_the_lock(run_dir)
+        finally:
+            handle.close()  # closing releases the lock
+
+
+def _remove_if_only_the_lock(run_dir: Path) -> None:
+    """Remove ``run_dir`` if the lock (still held) is all it holds: a run that failed before
+    writing anything leaves no folder behind. Errors (the folder moved meanwhile) are ignored."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            (run_dir / LOCK_FILE).unlink()
+            run_dir.rmdir()

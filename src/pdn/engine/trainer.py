@@ -635,12 +635,23 @@ class _Run:
         return [value / global_labelled for value in shared[3:]] + [grad_norm], shared[2] > 0
 
     def _clip_gradients(self, max_norm: float) -> float:
-        """The global L2 norm of the (unscaled, all-reduced) gradients before clipping; with
-        ``max_norm > 0`` they are scaled down to at most that norm. The same on every rank."""
+        """The global L2 norm of the (unscaled, all-reduced) gradients of the parameters this step
+        moves (a frozen backbone's are left out), before clipping; with ``max_norm > 0`` they are
+        scaled down to at most that norm, otherwise left untouched. The same on every rank."""
         self.scaler.unscale_(self.optimizer)
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        limit = max_norm if max_norm > 0 else math.inf
-        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+        params = [
+            p
+            for group in self.optimizer.param_groups
+            if group["lr"] > 0
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        if not params:
+            return 0.0
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if max_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return float(norm)
 
     def _log_step(
         self, iteration: int, window: list[list[float]], log: ScalarLog | None, progress: Progress
@@ -653,6 +664,9 @@ class _Run:
         if log is None or not (iteration % tcfg.log_interval == 0 or iteration == tcfg.iters):
             return
         means = [sum(col) / len(window) for col in zip(*window, strict=True)]
+        # steps the fp16 scaler skipped have an infinite norm: the mean is over the others
+        norms = [row[3] for row in window if math.isfinite(row[3])]
+        means[3] = sum(norms) / len(norms) if norms else None
         log.write(
             iteration,
             "train",
@@ -754,12 +768,13 @@ def prepare_run(
             raise CheckpointError(f"{last}: holds no config; pass the CONFIG file as well")
         cfg = apply_overrides(from_plain(ckpt["config"]), overrides)
     if ckpt.get("config"):
-        check_resumable(from_plain(ckpt["config"]), cfg, last)
+        stored_world = len(ckpt.get("rng", {}).get("ranks", [])) or 1
+        check_resumable(from_plain(ckpt["config"]), cfg, last, stored_world)
     return cfg, run_dir, ckpt
 
 
-# What a resumed run may change besides the neutral keys: its length, where its data lies, how it
-# is scored and at which precision. The model is checked against the weights (check_compatible).
+# What a resumed run may change besides the neutral keys: its length, where its data lies, its
+# evaluation settings (eval.*) and its precision. The model is checked against the weights (check_compatible).
 RESUME_CHANGEABLE_KEYS = RUN_NEUTRAL_KEYS | {
     "train.iters",
     "train.init_from",
@@ -769,14 +784,20 @@ RESUME_CHANGEABLE_KEYS = RUN_NEUTRAL_KEYS | {
 }
 
 
-def check_resumable(stored: DictConfig, wanted: DictConfig, last: Path) -> None:
-    """Refuse to resume the run of ``stored`` (its checkpoint ``last``) under ``wanted`` when they
-    differ in a key that changes what is learned (the data, the recipe, the seed): the restored
-    optimizer and schedule would silently keep the old values of some and take the new ones of
-    others."""
+def check_resumable(
+    stored: DictConfig, wanted: DictConfig, last: Path, stored_world_size: int = 1
+) -> None:
+    """Refuse to resume the run of ``stored`` (its checkpoint ``last``, written by
+    ``stored_world_size`` processes) under ``wanted`` when they differ in a key that changes what
+    is learned (the data, the recipe, the seed), or in the global batch: the restored optimizer
+    and schedule would silently keep the old values of some and take the new ones of others. The
+    per-process ``train.batch_size`` may change with the process count when the global batch
+    stays."""
     differing = [
         item
-        for item in config_differences(stored, wanted, RESUME_CHANGEABLE_KEYS)
+        for item in config_differences(
+            stored, wanted, RESUME_CHANGEABLE_KEYS | {"train.batch_size"}
+        )
         if not item[0].startswith(("model.", "eval."))
     ]
     if differing:
@@ -789,6 +810,15 @@ def check_resumable(stored: DictConfig, wanted: DictConfig, last: Path) -> None:
             f"{last}: the run was trained with {key}={old!r}, the config asks for {new!r}{more}; "
             "resume with the run's own config (pdn train --out DIR --resume) or start a new run "
             "from its weights (train.init_from)"
+        )
+    world = distributed.launched_world_size()
+    before = stored.train.batch_size * stored_world_size
+    after = wanted.train.batch_size * world
+    if before != after:
+        raise ConfigError(
+            f"{last}: the run was trained with a global batch of {before} (train.batch_size="
+            f"{stored.train.batch_size} x {stored_world_size} processes), this call asks for "
+            f"{after} ({wanted.train.batch_size} x {world}); keep the global batch to resume"
         )
 
 
