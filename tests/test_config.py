@@ -57,6 +57,7 @@ def test_model_section_has_a_key_for_every_head_option():
         "forget_bias",
         "chrono_steps",
         "recurrent_dilations",
+        "gate_norm",
     ]
     assert head_options("aspp") == ["channels", "atrous_rates", "dropout"]
 

@@ -30,6 +30,7 @@ VARIANTS = {
     "pdn_sweep": ("pdn", {}),
     "pdn_layerwise": ("pdn", {"mode": "layerwise"}),
     "pdn_dilated": ("pdn", {"recurrent_dilations": [2]}),
+    "pdn_gate_norm": ("pdn", {"gate_norm": True}),
     "aspp": ("aspp", {}),
 }
 

@@ -103,10 +103,26 @@ def test_sweep_equals_torch_lstm() -> None:
 def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
     """The sweep of docs/architecture.md (section Sweep) written out site by site: for each
     direction, slice by slice, each site's gates are ``Wx X_s`` plus the recurrent filter's taps
-    over the previous slice's hidden states."""
+    over the previous slice's hidden states; with ``gate_norm``, each of the two sums normalised
+    over the site's ``4 * hidden`` gates and scaled by its gain, and ``h = o * tanh(LN(c))``."""
     hidden, offsets, dilations = layer.hidden, layer.offsets, layer.dilations
     batch, _, height, width = x.shape
-    gates_in = layer.input_to_state(x).view(batch, len(layer.directions), 4 * hidden, height, width)
+    norm = layer.gate_norm
+
+    def ln(v: torch.Tensor) -> torch.Tensor:  # over dim 1, at each site
+        return torch.nn.functional.layer_norm(v.movedim(1, -1), v.shape[1:2]).movedim(-1, 1)
+
+    streams = len(layer.directions)
+    if norm is None:
+        gates_in = layer.input_to_state(x).view(batch, streams, 4 * hidden, height, width)
+    else:
+        plain = torch.nn.functional.conv2d(x, layer.input_to_state.weight)
+        plain = plain.view(batch, streams, 4 * hidden, height, width)
+        bias = layer.input_to_state.bias.view(streams, 4 * hidden, 1, 1)
+        gates_in = torch.stack(
+            [ln(plain[:, k]) * norm.input_gain[k, :, None, None] + bias[k] for k in range(streams)],
+            1,
+        )
     outputs = []
     for k, direction in enumerate(layer.directions):
         g = gates_in[:, k]
@@ -120,18 +136,24 @@ def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
         c = torch.zeros(batch, hidden, length)
         states = torch.zeros(batch, hidden, steps, length)
         for s in range(steps):
-            gates = g[:, :, s].clone()
+            recurrent = torch.zeros(batch, 4 * hidden, length)
             for site in range(length):
                 for t, offset in enumerate(offsets):
                     if s > 0 and 0 <= site + offset < length:
-                        gates[:, :, site] += h[:, :, site + offset] @ weight[:, :, t].T
+                        recurrent[:, :, site] += h[:, :, site + offset] @ weight[:, :, t].T
                 for j, d in enumerate(dilations):  # the dilated recurrence: h_{s-d}, same site
                     if s >= d:
                         far = layer.dilated.weight[j, k]
-                        gates[:, :, site] += states[:, :, s - d, site] @ far.T
+                        recurrent[:, :, site] += states[:, :, s - d, site] @ far.T
+            if norm is not None and s > 0:
+                recurrent = ln(recurrent) * norm.recurrent_gain[k, :, None]
+            gates = g[:, :, s] + recurrent
             i, f, cand, o = gates.chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            read = c
+            if norm is not None:
+                read = ln(c) * norm.cell_gain[k, :, None] + norm.cell_shift[k, :, None]
+            h = torch.sigmoid(o) * torch.tanh(read)
             states[:, :, s] = h
         if direction in ("up", "left"):
             states = states.flip(2)
@@ -141,38 +163,79 @@ def _reference_sweep(layer: DiffusionLayer, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(outputs, dim=1)
 
 
+@pytest.mark.parametrize("gate_norm", [False, True])
 @pytest.mark.parametrize("dilations", [(), (2, 4)])
 @pytest.mark.parametrize("recurrence", ["conv1d", "gather"])
 @pytest.mark.parametrize("height,width", [(6, 6), (5, 9)])
 def test_sweep_matches_the_equations_site_by_site(
-    height: int, width: int, recurrence: str, dilations: tuple[int, ...]
+    height: int, width: int, recurrence: str, dilations: tuple[int, ...], gate_norm: bool
 ) -> None:
     """Atrous taps (1, 2, 4), four directions, on a square map (all directions batched in one loop)
     and a non-square one (one loop per axis); the CPU's grouped conv1d and the GPU's gathered bmm
-    (both forced here, on the CPU); with and without the dilated recurrence (h_{s-2}, h_{s-4})."""
+    (both forced here, on the CPU); with and without the dilated recurrence (h_{s-2}, h_{s-4});
+    with and without layer-normalised gates (gains and shifts drawn away from 1 and 0)."""
     torch.manual_seed(5)
-    layer = DiffusionLayer(8, hidden=3, rates=(1, 2, 4), recurrent_dilations=dilations)
+    layer = DiffusionLayer(
+        8, hidden=3, rates=(1, 2, 4), recurrent_dilations=dilations, gate_norm=gate_norm
+    )
     layer.recurrence = recurrence
+    if gate_norm:
+        with torch.no_grad():
+            for parameter in layer.gate_norm.parameters():
+                parameter.uniform_(0.5, 1.5)
     x = torch.randn(2, 8, height, width)
     with torch.no_grad():
         torch.testing.assert_close(layer.hidden_states(x), _reference_sweep(layer, x))
 
 
+@pytest.mark.parametrize("gate_norm", [False, True])
 @pytest.mark.parametrize("directions", [DIRECTIONS, ("up", "right")])
-def test_gathered_recurrence_has_the_conv1d_gradients(directions: tuple[str, ...]) -> None:
+def test_gathered_recurrence_has_the_conv1d_gradients(
+    directions: tuple[str, ...], gate_norm: bool
+) -> None:
     """The two forms of the recurrent term train alike: same output, same gradients of the input
-    and of every weight (all four directions batched; a subset of the streams, one per axis); a
-    form with another name is refused, not run as conv1d."""
+    and of every weight (all four directions batched; a subset of the streams, one per axis; with
+    and without layer-normalised gates); a form with another name is refused, not run as conv1d."""
     torch.manual_seed(8)
-    layer = DiffusionLayer(8, hidden=4, directions=directions, rates=(1, 3)).train()
+    layer = DiffusionLayer(
+        8, hidden=4, directions=directions, rates=(1, 3), gate_norm=gate_norm
+    ).train()
     x = torch.randn(2, 8, 5, 7)
     reference = output_and_gradients(layer, x, "conv1d")
     gathered = output_and_gradients(layer, x, "gather")
+    # the normalisation divides by small spreads, which magnifies the two forms' rounding
+    tolerance = {"atol": 1e-4, "rtol": 1e-4} if gate_norm else {}
     for result, expected in zip(gathered, reference, strict=True):
-        torch.testing.assert_close(result, expected)
+        torch.testing.assert_close(result, expected, **tolerance)
     layer.recurrence = "gathered"
     with pytest.raises(ValueError, match="recurrence must be auto, conv1d, gather or triton"):
         layer(x)
+
+
+def test_gate_norm_makes_the_sweep_blind_to_the_scale_of_its_weights() -> None:
+    """With layer-normalised gates, multiplying the input-to-state and the recurrent weights by
+    positive factors leaves the layer's output unchanged (up to the normalisation's epsilon,
+    negligible with weights this large); without it the output changes. The option is a sweep's
+    only, and it adds its gains to the state dict only when on."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 8, 6, 7)
+    changes = {}
+    for gate_norm in (False, True):
+        layer = DiffusionLayer(8, hidden=4, gate_norm=gate_norm).eval()
+        with torch.no_grad():
+            layer.input_to_state.weight.mul_(30)
+            layer.state_to_state.mul_(30)
+            before = layer(x)
+            layer.input_to_state.weight.mul_(3)
+            layer.state_to_state.mul_(0.25)
+            changes[gate_norm] = float((layer(x) - before).abs().max())
+    assert changes[True] < 1e-4 < 0.01 < changes[False]
+    keys = set(DiffusionLayer(8, gate_norm=True).state_dict()) - set(DiffusionLayer(8).state_dict())
+    assert keys == {
+        f"gate_norm.{name}" for name in ("input_gain", "recurrent_gain", "cell_gain", "cell_shift")
+    }
+    with pytest.raises(ConfigError, match="gate_norm is a sweep option"):
+        DiffusionLayer(8, mode="layerwise", gate_norm=True)
 
 
 def test_reversed_directions_mirror_forward_ones() -> None:

@@ -201,6 +201,11 @@ VARIANTS: tuple[Variant, ...] = (
         ("model.arch=pdn", "model.num_layers=2", "train.head_lr_mult=4"),
     ),
     Variant(
+        "sweep2-gatenorm",
+        "pdn (sweep, L=2, layer-normalised gates)",
+        ("model.arch=pdn", "model.num_layers=2", "model.gate_norm=true"),
+    ),
+    Variant(
         "sweep2-clip1",
         "pdn (sweep, L=2, gradient norm clipped to 1)",
         ("model.arch=pdn", "model.num_layers=2", "train.clip_grad_norm=1.0"),

@@ -51,6 +51,7 @@ class ModelConfig:
     forget_bias: float | None = None  # pdn: initial forget-gate bias (default 1.0)
     chrono_steps: int | None = None  # pdn: chrono init of forget/input biases over T slices
     recurrent_dilations: list[int] | None = None  # pdn sweep: h_{s-d} also feeds slice s
+    gate_norm: bool | None = None  # pdn sweep: layer-normalised LSTM gates (default off)
     atrous_rates: list[int] | None = None  # aspp: rates (default 12 24 36 at output stride 8)
     bins: list[int] | None = None  # ppm: pooling bins (default 1 2 3 6)
 

@@ -68,6 +68,12 @@ class DiffusionOptions:
             state also feeds the gates at the same site (``+ V_d h_{s-d}``): a dilated
             recurrence, along which a cue ``n`` slices away is ``n / d`` hops from a site rather
             than ``n``. Empty (the default): the recurrence hears ``h_{s-1}`` only.
+        gate_norm: ``sweep`` only: layer-normalised LSTM gates (Ba, Kiros and Hinton, 2016): at
+            each site and direction the input-to-state and the recurrent contributions to the
+            ``4 * hidden`` gates are each normalised to zero mean and unit variance and scaled by
+            a learned gain (initially 1) before the gate biases are added, and the cell is
+            normalised (gain and shift) before the output's ``tanh``: ``h = o * tanh(LN(c))``.
+            The gates then no longer depend on the scale of the weights or of the input.
 
     Sequences given as lists (as configs give them) are stored as tuples; invalid values raise
     :class:`~pdn.errors.ConfigError`.
@@ -81,6 +87,7 @@ class DiffusionOptions:
     forget_bias: float = 1.0
     chrono_steps: int | None = None
     recurrent_dilations: Sequence[int] = ()
+    gate_norm: bool = False
 
     def __post_init__(self) -> None:
         normalised = {
@@ -89,6 +96,7 @@ class DiffusionOptions:
             "rates": tuple(int(r) for r in self.rates),
             "forget_bias": float(self.forget_bias),
             "recurrent_dilations": tuple(int(d) for d in self.recurrent_dilations),
+            "gate_norm": bool(self.gate_norm),
         }
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
@@ -118,6 +126,8 @@ class DiffusionOptions:
             )
         if dilations and self.mode != "sweep":
             raise ConfigError("recurrent_dilations are a sweep option (mode 'sweep')")
+        if self.gate_norm and self.mode != "sweep":
+            raise ConfigError("gate_norm is a sweep option (mode 'sweep')")
         steps = self.chrono_steps
         if steps is not None and (isinstance(steps, bool) or int(steps) < 3):
             raise ConfigError(f"chrono_steps must be an integer >= 3, got {steps!r}")
@@ -131,19 +141,48 @@ class DiffusionOptions:
         return dataclasses.replace(self, rates=tuple(r * factor for r in self.rates))
 
 
-def _lstm_update(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> State:
-    """One LSTM cell update. ``gates`` holds (i, f, g, o) along ``dim``, in ``torch.nn.LSTM``'s order.
+def _normalised(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` at zero mean and unit variance along ``dim`` (layer normalisation without its affine
+    part; epsilon 1e-5 as ``torch.nn.LayerNorm``'s)."""
+    mean = x.mean(dim, keepdim=True)
+    centred = x - mean
+    return centred * torch.rsqrt(centred.square().mean(dim, keepdim=True) + 1e-5)
 
-    One ``sigmoid`` over the adjacent input and forget gates and ``addcmul`` for the cell: seven
-    kernels per update rather than nine (on a GPU the sweep is bound by kernel launches), and
-    autograd saves no more than with one ``sigmoid`` per gate.
+
+def _lstm_cell(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> State:
+    """One LSTM cell update without its output's ``tanh``: the output gate and the new cell.
+    ``gates`` holds (i, f, g, o) along ``dim``, in ``torch.nn.LSTM``'s order.
+
+    One ``sigmoid`` over the adjacent input and forget gates and ``addcmul`` for the cell: with
+    :func:`_lstm_update`'s ``tanh`` and product, seven kernels per update rather than nine (on a
+    GPU the sweep is bound by kernel launches), and autograd saves no more than with one
+    ``sigmoid`` per gate.
     """
     quarter = gates.shape[dim] // 4
     i, f = torch.sigmoid(gates.narrow(dim, 0, 2 * quarter)).chunk(2, dim=dim)
     candidate = torch.tanh(gates.narrow(dim, 2 * quarter, quarter))
     output = torch.sigmoid(gates.narrow(dim, 3 * quarter, quarter))
     cell = i * candidate if cell is None else torch.addcmul(f * cell, i, candidate)
+    return output, cell
+
+
+def _lstm_update(gates: torch.Tensor, cell: torch.Tensor | None, dim: int) -> State:
+    """One LSTM cell update, ``(h, c)``: ``h = o * tanh(c)`` (see :func:`_lstm_cell`)."""
+    output, cell = _lstm_cell(gates, cell, dim)
     return output * torch.tanh(cell), cell
+
+
+def _normed_lstm_update(
+    gates: torch.Tensor,
+    cell: torch.Tensor | None,
+    dim: int,
+    cell_gain: torch.Tensor,
+    cell_shift: torch.Tensor,
+) -> State:
+    """One LSTM cell update whose output reads the layer-normalised cell (normalised along
+    ``dim``; the carried cell is not): ``h = o * tanh(LN(c) * gain + shift)``."""
+    output, cell = _lstm_cell(gates, cell, dim)
+    return output * torch.tanh(torch.addcmul(cell_shift, _normalised(cell, dim), cell_gain)), cell
 
 
 class DiffusionLayerBase(nn.Module):
@@ -249,6 +288,7 @@ def _traced_sweep_loop(
     count: int,
     dilated: torch.Tensor,
     dilations: list[int],
+    norm: torch.Tensor,
 ) -> torch.Tensor:
     """The sweep's loop over slices in a form a trace keeps as a loop (an ONNX ``Loop``), so an
     exported graph takes any height and width; :meth:`SweepDiffusion._sweep` uses it only while
@@ -257,20 +297,35 @@ def _traced_sweep_loop(
     ``steps``: ``(S, B, count * 4 * hidden, L)`` input-to-state gates per slice; ``kernel``: the
     grouped ``conv1d`` weight of :meth:`SweepDiffusion._recurrent_kernel`; ``dilated``: the
     same-site weights ``(len(dilations), count, 4 * hidden, hidden)`` of the further slices
-    ``dilations`` back. Returns the hidden states ``(S, B, count, hidden, L)``.
+    ``dilations`` back; ``norm``: the gate norm's ``(count, 6 * hidden)`` recurrent gains, cell
+    gains and cell shifts of :meth:`SweepDiffusion._norm_parameters`, empty without it. Returns
+    the hidden states ``(S, B, count, hidden, L)``.
     """
     num_steps, batch, width, length = steps.shape
     hidden = width // (4 * count)
+    normed = norm.numel() > 0
+    recurrent_gain, cell_gain, cell_shift = norm, norm, norm
+    if normed:
+        recurrent_gain = norm[:, : 4 * hidden, None]
+        cell_gain = norm[:, 4 * hidden : 5 * hidden, None]
+        cell_shift = norm[:, 5 * hidden :, None]
     h = steps.new_zeros(batch, count * hidden, length)
     cell = steps.new_zeros(batch, count, hidden, length)
     outputs: list[torch.Tensor] = []
     for s in range(num_steps):
-        recurrent = F.conv1d(h, kernel, padding=pad, groups=count)
-        g = (steps[s] + recurrent).view(batch, count, 4 * hidden, length)
+        recurrent = F.conv1d(h, kernel, padding=pad, groups=count).view(
+            batch, count, 4 * hidden, length
+        )
         for j, d in enumerate(dilations):
             if s >= d:
-                g = g + torch.matmul(dilated[j], outputs[s - d])
-        h4, cell = _lstm_update(g, cell, 2)
+                recurrent = recurrent + torch.matmul(dilated[j], outputs[s - d])
+        if normed and s > 0:
+            recurrent = _normalised(recurrent, 2) * recurrent_gain
+        g = steps[s].view(batch, count, 4 * hidden, length) + recurrent
+        if normed:
+            h4, cell = _normed_lstm_update(g, cell, 2, cell_gain, cell_shift)
+        else:
+            h4, cell = _lstm_update(g, cell, 2)
         h = h4.reshape(batch, count * hidden, length)
         outputs.append(h4)
     return torch.stack(outputs, 0)
@@ -286,6 +341,26 @@ class DilatedRecurrence(nn.Module):
         self.weight = nn.Parameter(torch.empty(dilations, streams, 4 * hidden, hidden))
 
 
+class GateNorm(nn.Module):
+    """The learned parts of a sweep's layer-normalised gates (:attr:`DiffusionOptions.gate_norm`),
+    per direction: ``input_gain`` and ``recurrent_gain`` ``(streams, 4 * hidden)``, the gains of
+    the normalised input-to-state and recurrent contributions, and ``cell_gain`` and
+    ``cell_shift`` ``(streams, hidden)``, those of the normalised cell the output reads."""
+
+    def __init__(self, streams: int, hidden: int):
+        super().__init__()
+        self.input_gain = nn.Parameter(torch.ones(streams, 4 * hidden))
+        self.recurrent_gain = nn.Parameter(torch.ones(streams, 4 * hidden))
+        self.cell_gain = nn.Parameter(torch.ones(streams, hidden))
+        self.cell_shift = nn.Parameter(torch.zeros(streams, hidden))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.input_gain)
+        nn.init.ones_(self.recurrent_gain)
+        nn.init.ones_(self.cell_gain)
+        nn.init.zeros_(self.cell_shift)
+
+
 class SweepDiffusion(DiffusionLayerBase):
     """The ``sweep`` reading: one ConvLSTM per direction. ``(B, C, H, W) -> (B, C, H, W)``.
 
@@ -295,6 +370,9 @@ class SweepDiffusion(DiffusionLayerBase):
 
         gates_s = Wx X_s + sum_r U_r (*atrous r) h_{s-1}      (1-D convolutions along the slice)
         c_s = f * c_{s-1} + i * g ;  h_s = o * tanh(c_s)        (zero initial state)
+
+    (with ``gate_norm``, ``LN(Wx X_s) + LN(sum_r U_r h_{s-1}) + b`` and ``h_s = o * tanh(LN(c_s))``,
+    see :class:`DiffusionOptions`.)
 
     The summed atrous filters ``U_r`` of all directions are stored as one filter over the union of
     their taps (:func:`tap_offsets`), ``state_to_state``: ``(D, 4 * hidden, hidden * taps)``,
@@ -349,16 +427,47 @@ class SweepDiffusion(DiffusionLayerBase):
             if self.dilations
             else None
         )
+        self.gate_norm = GateNorm(self.streams, self.hidden) if options.gate_norm else None
         self._add_fusion()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """``Wx`` and the gate biases as in :class:`DiffusionLayerBase`; ``U`` uniform as in
-        ``torch.nn.LSTM``, its bound divided among the taps."""
+        ``torch.nn.LSTM``, its bound divided among the taps; the gate norm's gains 1, shifts 0."""
         super().reset_parameters()
         self._lstm_uniform_(self.state_to_state, len(self.offsets))
         if self.dilated is not None:
             self._lstm_uniform_(self.dilated.weight, len(self.offsets))
+        if self.gate_norm is not None:
+            self.gate_norm.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", gate_norm=True" if self.gate_norm is not None else "")
+
+    def _normalised_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """``LN(Wx X) * gain + b`` per stream and site (``gate_norm``):
+        ``(B, C, H, W) -> (B, streams, 4 * hidden, H, W)``."""
+        assert self.gate_norm is not None
+        batch, channels, height, width = x.shape
+        shape = (batch, self.streams, 4 * self.hidden, height, width)
+        pre = F.conv2d(x, self.input_to_state.weight).view(shape)
+        # the gate biases, read through the conv on one zero site: a trace cannot reshape the
+        # conv's bias attribute itself (its declared type is Optional[Tensor])
+        bias = self.input_to_state(x.new_zeros(1, channels, 1, 1))
+        bias = bias.view(1, self.streams, 4 * self.hidden, 1, 1)
+        gain = self.gate_norm.input_gain[:, :, None, None]
+        return torch.addcmul(bias, _normalised(pre, 2), gain)
+
+    def _norm_parameters(self, streams: list[int], steps: torch.Tensor) -> torch.Tensor:
+        """The gate norm's recurrent gains, cell gains and cell shifts of ``streams`` side by side:
+        ``(len(streams), 6 * hidden)``, empty without ``gate_norm``."""
+        if self.gate_norm is None:
+            return steps.new_zeros(0)
+        norm = self.gate_norm
+        packed = torch.cat([norm.recurrent_gain, norm.cell_gain, norm.cell_shift], dim=1)
+        if len(streams) < self.streams:
+            packed = packed.index_select(0, torch.tensor(streams, device=packed.device))
+        return packed
 
     def forward_with_state(
         self, x: torch.Tensor, state: State | None
@@ -373,7 +482,7 @@ class SweepDiffusion(DiffusionLayerBase):
         Channels are grouped by direction, in the order of ``directions``. Directions whose slices
         have the same shape (all four on a square map) run batched in one loop over the slices.
         """
-        gates = self._gates(x)
+        gates = self._gates(x) if self.gate_norm is None else self._normalised_gates(x)
         height, width = x.shape[2], x.shape[3]
         if height == width and not torch.jit.is_tracing():  # a trace must fit every shape
             groups = [self.vertical + self.horizontal]
@@ -437,12 +546,15 @@ class SweepDiffusion(DiffusionLayerBase):
         if torch.jit.is_tracing():
             kernel = self._recurrent_kernel(streams)
             dilated = self._dilated_weights(streams, steps)
+            norm = self._norm_parameters(streams, steps)
             loop = _traced_sweep_loop(
-                steps, kernel, self.pad, len(streams), dilated, self.dilations
+                steps, kernel, self.pad, len(streams), dilated, self.dilations, norm
             )
             states = loop.permute(1, 2, 3, 0, 4)
         else:
-            plain = not torch.jit.is_scripting() and len(self.dilations) == 0
+            plain = (
+                not torch.jit.is_scripting() and len(self.dilations) == 0 and self.gate_norm is None
+            )
             fused = self._fused_sweep_loop(steps, streams) if plain else None
             states = self._eager_sweep_loop(steps, streams) if fused is None else fused
         result: list[torch.Tensor] = []
@@ -502,6 +614,14 @@ class SweepDiffusion(DiffusionLayerBase):
         dilated = (
             self._dilated_weights(streams, steps) if len(self.dilations) > 0 else steps.new_zeros(0)
         )
+        norm = self._norm_parameters(streams, steps)
+        normed = norm.numel() > 0
+        hidden = self.hidden
+        recurrent_gain, cell_gain, cell_shift = norm, norm, norm
+        if normed:
+            recurrent_gain = norm[:, : 4 * hidden, None]
+            cell_gain = norm[:, 4 * hidden : 5 * hidden, None]
+            cell_shift = norm[:, 5 * hidden :, None]
         h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
         outputs: list[torch.Tensor] = []
@@ -509,15 +629,23 @@ class SweepDiffusion(DiffusionLayerBase):
         # gradient of the whole `steps` tensor for every slice, quadratic in the number of slices.
         for s, step in enumerate(steps.unbind(0)):
             g = step.view(batch, count, 4 * self.hidden, length)
-            if s > 0 and gather:
-                g = g + self._gathered_recurrence(h, kernel)
-            elif s > 0:
-                recurrent = F.conv1d(h, kernel, padding=self.pad, groups=count)
-                g = g + recurrent.view(batch, count, 4 * self.hidden, length)
-            for j, d in enumerate(self.dilations):
-                if s >= d:
-                    g = g + torch.matmul(dilated[j], outputs[s - d])
-            h4, cell = _lstm_update(g, cell, dim=2)  # (B, D_group, hidden, L)
+            if s > 0:
+                if gather:
+                    recurrent = self._gathered_recurrence(h, kernel)
+                else:
+                    recurrent = F.conv1d(h, kernel, padding=self.pad, groups=count).view(
+                        batch, count, 4 * self.hidden, length
+                    )
+                for j, d in enumerate(self.dilations):
+                    if s >= d:
+                        recurrent = recurrent + torch.matmul(dilated[j], outputs[s - d])
+                if normed:
+                    recurrent = _normalised(recurrent, 2) * recurrent_gain
+                g = g + recurrent
+            if normed:
+                h4, cell = _normed_lstm_update(g, cell, 2, cell_gain, cell_shift)
+            else:
+                h4, cell = _lstm_update(g, cell, dim=2)  # (B, D_group, hidden, L)
             h = h4.reshape(batch, count * self.hidden, length)
             outputs.append(h4)
         return torch.stack(outputs, 3)
