@@ -280,6 +280,19 @@ class DiffusionLayerBase(nn.Module):
         return self.input_to_state(x).view(batch, self.streams, 4 * self.hidden, height, width)
 
 
+def _split_norm(norm: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The recurrent gains ``(D, 4 * hidden, 1)``, cell gains and cell shifts ``(D, hidden, 1)``
+    packed in ``norm`` (:meth:`SweepDiffusion._norm_parameters`); ``norm`` itself three times
+    when it is empty (no gate norm)."""
+    if norm.numel() == 0:
+        return norm, norm, norm
+    return (
+        norm[:, : 4 * hidden, None],
+        norm[:, 4 * hidden : 5 * hidden, None],
+        norm[:, 5 * hidden :, None],
+    )
+
+
 @torch.jit.script_if_tracing
 def _traced_sweep_loop(
     steps: torch.Tensor,
@@ -304,11 +317,7 @@ def _traced_sweep_loop(
     num_steps, batch, width, length = steps.shape
     hidden = width // (4 * count)
     normed = norm.numel() > 0
-    recurrent_gain, cell_gain, cell_shift = norm, norm, norm
-    if normed:
-        recurrent_gain = norm[:, : 4 * hidden, None]
-        cell_gain = norm[:, 4 * hidden : 5 * hidden, None]
-        cell_shift = norm[:, 5 * hidden :, None]
+    recurrent_gain, cell_gain, cell_shift = _split_norm(norm, hidden)
     h = steps.new_zeros(batch, count * hidden, length)
     cell = steps.new_zeros(batch, count, hidden, length)
     outputs: list[torch.Tensor] = []
@@ -616,12 +625,7 @@ class SweepDiffusion(DiffusionLayerBase):
         )
         norm = self._norm_parameters(streams, steps)
         normed = norm.numel() > 0
-        hidden = self.hidden
-        recurrent_gain, cell_gain, cell_shift = norm, norm, norm
-        if normed:
-            recurrent_gain = norm[:, : 4 * hidden, None]
-            cell_gain = norm[:, 4 * hidden : 5 * hidden, None]
-            cell_shift = norm[:, 5 * hidden :, None]
+        recurrent_gain, cell_gain, cell_shift = _split_norm(norm, self.hidden)
         h = steps.new_zeros(batch, count * self.hidden, length)
         cell: torch.Tensor | None = None
         outputs: list[torch.Tensor] = []
