@@ -191,6 +191,28 @@ VARIANTS: tuple[Variant, ...] = (
         ),
     ),
     Variant(
+        "chrono-image",
+        "pdn (sweep, L=2, chrono init T=32, the pooled image beside the head's input)",
+        (
+            "model.arch=pdn",
+            "model.num_layers=2",
+            "model.chrono_steps=32",
+            "model.image_skip=true",
+        ),
+    ),
+    Variant(
+        "chrono-frozen1000-image",
+        "pdn (sweep, L=2, chrono init T=32, backbone frozen for the first 1,000 iterations, the "
+        "pooled image beside the head's input)",
+        (
+            "model.arch=pdn",
+            "model.num_layers=2",
+            "model.chrono_steps=32",
+            "train.backbone_frozen_iters=1000",
+            "model.image_skip=true",
+        ),
+    ),
+    Variant(
         "sweep2-dilated4",
         "pdn (sweep, L=2, dilated recurrence: h from 4 slices back too)",
         ("model.arch=pdn", "model.num_layers=2", "model.recurrent_dilations=[4]"),
