@@ -146,7 +146,7 @@ def test_types_and_values_are_checked(tmp_path):
         ("model.rates=[1,0]", "model.rates' must be >= 1 each, got [1, 0]"),
         ("model.output_stride=4", "model.output_stride' must be 8, 16 or 32, got 4"),
         ("model.forget_bias=inf", "model.forget_bias' must be a finite number"),
-        ("model.chrono_steps=2", "model.chrono_steps' must be at least 3, got 2"),
+        ("model.chrono_steps=2", "model.chrono_steps' must be 0 or >= 3, got 2"),
         ("eval.crop_size=16", "eval.crop_size' must be at least 32, got 16"),
     ],
 )

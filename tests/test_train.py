@@ -105,17 +105,23 @@ def test_short_train_writes_the_run_directory(tmp_path, capsys):
 
 def _varied_weights(path, overrides) -> str:
     """Weights for the model of ``overrides`` whose predictions mix classes: BatchNorm statistics
-    spread, the classifier's bias zeroed and its weights scaled up (at initialisation, the bias
-    alone decides every pixel)."""
+    spread, the classifier's weights scaled up and its bias centring the logits on a batch of
+    noise images (at initialisation, the bias and the features' common mean decide every
+    pixel)."""
     torch.manual_seed(0)
-    model = build_model(**model_kwargs(load_config(None, overrides), 5))
+    model = build_model(**model_kwargs(load_config(None, overrides), 5)).eval()
+    classifier = model.decode_head.classifier[-1]
+    seen = {}
+    classifier.register_forward_pre_hook(lambda module, args: seen.update(features=args[0]))
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-        model.decode_head.classifier[-1].bias.zero_()
-        model.decode_head.classifier[-1].weight.mul_(20)
+        classifier.weight.mul_(20)
+        model(torch.randn(4, 3, 40, 40))
+        mean = seen["features"].mean(dim=(0, 2, 3))
+        classifier.bias.copy_(-classifier.weight.flatten(1) @ mean)
     torch.save(model.state_dict(), path)
     return str(path)
 

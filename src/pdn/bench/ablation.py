@@ -6,6 +6,10 @@ in a subprocess, so each run is the command a user would type and lands in its o
 A run whose ``metrics.json`` exists is reused and a run that was interrupted resumes from its
 ``last.pt``, so an interrupted ablation continues where it stopped.
 
+PDN variants measured before chrono initialisation and the image skip became PDN's defaults
+(2026-12-07) pin both to how they were measured (``_first_form``); ``chrono-image`` is the
+default.
+
 The score of a run is the mIoU of its final weights on held-out data: the context benchmark's
 ``test`` split (never seen in training, never used to choose weights), nuclei's held-out columns.
 """
@@ -123,42 +127,52 @@ class Variant:
     overrides: tuple[str, ...]
 
 
+def _first_form(*overrides: str) -> tuple[str, ...]:
+    """The overrides of a PDN variant measured before chrono initialisation and the image skip
+    became PDN's defaults (2026-12-07), with those two pinned to how it was measured (forget-gate
+    bias 1, no image skip) where the variant does not set them, so that its row keeps the model it
+    was measured with."""
+    keys = {override.split("=", 1)[0] for override in overrides}
+    pins = ("model.chrono_steps=0", "model.image_skip=false")
+    return overrides + tuple(pin for pin in pins if pin.split("=", 1)[0] not in keys)
+
+
 VARIANTS: tuple[Variant, ...] = (
     Variant("fcn", "fcn", ("model.arch=fcn",)),
     Variant("aspp", "aspp", ("model.arch=aspp",)),
     Variant("ppm", "ppm", ("model.arch=ppm",)),
-    Variant("sweep1", "pdn (sweep, L=1)", ("model.arch=pdn", "model.num_layers=1")),
-    Variant("sweep2", "pdn (sweep, L=2)", ("model.arch=pdn", "model.num_layers=2")),
-    Variant("sweep3", "pdn (sweep, L=3)", ("model.arch=pdn", "model.num_layers=3")),
+    Variant("sweep1", "pdn (sweep, L=1)", _first_form("model.arch=pdn", "model.num_layers=1")),
+    Variant("sweep2", "pdn (sweep, L=2)", _first_form("model.arch=pdn", "model.num_layers=2")),
+    Variant("sweep3", "pdn (sweep, L=3)", _first_form("model.arch=pdn", "model.num_layers=3")),
     Variant(
         "layerwise",
         "pdn (layerwise, L=2)",
-        ("model.arch=pdn", "model.num_layers=2", "model.mode=layerwise"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.mode=layerwise"),
     ),
     Variant(
         "rates1",
         "pdn (sweep, L=2, rates=(1,))",
-        ("model.arch=pdn", "model.num_layers=2", "model.rates=[1]"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.rates=[1]"),
     ),
     Variant(
         "dirs2",
         "pdn (sweep, L=2, 2 directions: down, right)",
-        ("model.arch=pdn", "model.num_layers=2", "model.directions=[down,right]"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.directions=[down,right]"),
     ),
     Variant(
         "forget3",
         "pdn (sweep, L=2, forget bias 3)",
-        ("model.arch=pdn", "model.num_layers=2", "model.forget_bias=3.0"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.forget_bias=3.0"),
     ),
     Variant(
         "chrono",
         "pdn (sweep, L=2, chrono init T=32)",
-        ("model.arch=pdn", "model.num_layers=2", "model.chrono_steps=32"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.chrono_steps=32"),
     ),
     Variant(
         "sweep2-skip",
         "pdn (sweep, L=2, low-level skip from stage 2)",
-        ("model.arch=pdn", "model.num_layers=2", "model.low_level_stage=1"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.low_level_stage=1"),
     ),
     Variant(
         "aspp-skip",
@@ -168,7 +182,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(
         "sweep2-image",
         "pdn (sweep, L=2, the pooled image beside the head's input)",
-        ("model.arch=pdn", "model.num_layers=2", "model.image_skip=true"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.image_skip=true"),
     ),
     Variant(
         "aspp-image",
@@ -178,12 +192,12 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(
         "sweep2-frozen1000",
         "pdn (sweep, L=2, backbone frozen for the first 1,000 iterations)",
-        ("model.arch=pdn", "model.num_layers=2", "train.backbone_frozen_iters=1000"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "train.backbone_frozen_iters=1000"),
     ),
     Variant(
         "chrono-frozen1000",
         "pdn (sweep, L=2, chrono init T=32, backbone frozen for the first 1,000 iterations)",
-        (
+        _first_form(
             "model.arch=pdn",
             "model.num_layers=2",
             "model.chrono_steps=32",
@@ -192,7 +206,8 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "chrono-image",
-        "pdn (sweep, L=2, chrono init T=32, the pooled image beside the head's input)",
+        "pdn (sweep, L=2, chrono init T=32, the pooled image beside the head's input: the "
+        "default since 2026-12-07)",
         (
             "model.arch=pdn",
             "model.num_layers=2",
@@ -215,22 +230,22 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(
         "sweep2-dilated4",
         "pdn (sweep, L=2, dilated recurrence: h from 4 slices back too)",
-        ("model.arch=pdn", "model.num_layers=2", "model.recurrent_dilations=[4]"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.recurrent_dilations=[4]"),
     ),
     Variant(
         "sweep2-headlr4",
         "pdn (sweep, L=2, new layers at 4x the learning rate)",
-        ("model.arch=pdn", "model.num_layers=2", "train.head_lr_mult=4"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "train.head_lr_mult=4"),
     ),
     Variant(
         "sweep2-gatenorm",
         "pdn (sweep, L=2, layer-normalised gates)",
-        ("model.arch=pdn", "model.num_layers=2", "model.gate_norm=true"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "model.gate_norm=true"),
     ),
     Variant(
         "sweep2-clip1",
         "pdn (sweep, L=2, gradient norm clipped to 1)",
-        ("model.arch=pdn", "model.num_layers=2", "train.clip_grad_norm=1.0"),
+        _first_form("model.arch=pdn", "model.num_layers=2", "train.clip_grad_norm=1.0"),
     ),
     Variant(
         "aspp-headlr4",

@@ -41,6 +41,9 @@ FORMAT = "pdn-checkpoint/1"
 REQUIRED_KEYS = ("model", "model_config", "classes", "palette", "normalization", "iteration")
 # model_config keys that decide whether weights fit, checked first for a readable message.
 _IDENTITY_KEYS = ("arch", "backbone", "num_classes")
+# model_config keys added after checkpoints were first written, with the value a checkpoint that
+# lacks one was built with (the image skip became PDN's default on 2026-12-07).
+LEGACY_MODEL_DEFAULTS: dict[str, Any] = {"image_skip": False}
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -208,6 +211,12 @@ def metadata_problem(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
+def saved_model_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint's ``build_model`` arguments, with the keys older checkpoints lack filled in
+    with the values those checkpoints were built with (:data:`LEGACY_MODEL_DEFAULTS`)."""
+    return {**LEGACY_MODEL_DEFAULTS, **dict(ckpt.get("model_config") or {})}
+
+
 def check_compatible(ckpt: Mapping[str, Any], model_config: Mapping[str, Any]) -> None:
     """Refuse a checkpoint whose weights do not belong to a model built from ``model_config``.
 
@@ -218,8 +227,8 @@ def check_compatible(ckpt: Mapping[str, Any], model_config: Mapping[str, Any]) -
     Raises:
         CheckpointError: one line, e.g. ``checkpoint is for arch 'fcn', the config asks for 'pdn'``.
     """
-    saved = dict(ckpt.get("model_config") or {})
-    wanted = dict(model_config)
+    saved = saved_model_config(ckpt)
+    wanted = {**LEGACY_MODEL_DEFAULTS, **model_config}
     for key in _IDENTITY_KEYS:
         if key in saved and key in wanted and saved[key] != wanted[key]:
             what = "class count" if key == "num_classes" else key
@@ -263,7 +272,7 @@ def model_from_checkpoint(
 
     if not isinstance(ckpt, Mapping):
         ckpt = load_checkpoint(ckpt)
-    model_config = dict(ckpt["model_config"])
+    model_config = saved_model_config(ckpt)
     model_config["backbone_weights"] = None  # the checkpoint has the weights; never fetch any
     model = build_model(**model_config)
     try:

@@ -39,7 +39,7 @@ class ModelConfig:
     aux: bool = True  # auxiliary FCN head on stage 3 (training loss only)
     low_level_stage: int | None = None  # earlier backbone stage joined to the head's input
     low_level_channels: int = 48  # that skip's width after its 1x1 projection
-    image_skip: bool = False  # the input image, pooled to the head's grid, joins its input
+    image_skip: bool | None = None  # the pooled input image joins the head's input (pdn: on)
     channels: int | None = None  # head width (default min(512, backbone width))
     dropout: float | None = None  # before the classifier (default 0.1)
     num_layers: int | None = None  # pdn: diffusion layers (default 2)
@@ -48,8 +48,8 @@ class ModelConfig:
     rates: list[int] | None = None  # pdn: atrous rates of the recurrent filters (default 1 2 4)
     kernel_size: int | None = None  # pdn: recurrent filter length (default 3)
     mode: str | None = None  # pdn: sweep | layerwise (default sweep)
-    forget_bias: float | None = None  # pdn: initial forget-gate bias (default 1.0)
-    chrono_steps: int | None = None  # pdn: chrono init of forget/input biases over T slices
+    forget_bias: float | None = None  # pdn: initial forget-gate bias without chrono (default 1.0)
+    chrono_steps: int | None = None  # pdn: chrono init over T slices (sweep: 32; 0: off)
     recurrent_dilations: list[int] | None = None  # pdn sweep: h_{s-d} also feeds slice s
     gate_norm: bool | None = None  # pdn sweep: layer-normalised LSTM gates (default off)
     atrous_rates: list[int] | None = None  # aspp: rates (default 12 24 36 at output stride 8)
@@ -380,7 +380,7 @@ def _optional_checks(cfg: DictConfig) -> list[tuple[str, bool, str]]:
         ),
         ("model.bins", model.bins, lambda v: len(v) > 0 and min(v) >= 1, "must be >= 1 each"),
         ("model.forget_bias", model.forget_bias, math.isfinite, "must be a finite number"),
-        ("model.chrono_steps", model.chrono_steps, lambda v: v >= 3, "must be at least 3"),
+        ("model.chrono_steps", model.chrono_steps, lambda v: v == 0 or v >= 3, "must be 0 or >= 3"),
         ("model.low_level_stage", model.low_level_stage, lambda v: v >= 0, "must be at least 0"),
         ("model.low_level_channels", model.low_level_channels, lambda v: v >= 1, "must be >= 1"),
         (

@@ -23,13 +23,15 @@ def _no_stride_defaults(output_stride: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One architecture: the decode head class it builds, a one-line summary for ``pdn list``, and
-    the option defaults that depend on the output stride. The head's constructor keywords are the
-    options the architecture takes (:meth:`options`)."""
+    """One architecture: the decode head class it builds, a one-line summary for ``pdn list``, the
+    option defaults that depend on the output stride, and whether the image skip is on by default
+    (``build_model(image_skip=None)``). The head's constructor keywords are the options the
+    architecture takes (:meth:`options`)."""
 
     head: type[nn.Module]
     summary: str
     stride_defaults: Callable[[int], dict[str, Any]] = _no_stride_defaults
+    image_skip: bool = False
 
     def options(self) -> list[str]:
         """The keyword options of the head's constructor: its keyword-only parameters and, for a
@@ -61,6 +63,9 @@ ARCHITECTURES.add(
     HeadSpec(
         PDNHead,
         "Progressively Diffused Network head (diffusion stack); options as :class:`PDNHead`.",
+        # with it and the sweep's chrono initialisation PDN learns long-range context reliably
+        # from scratch (docs/diagnostics.md); the baselines keep the form they were measured in
+        image_skip=True,
     ),
 )
 ARCHITECTURES.add(
@@ -106,7 +111,7 @@ def build_model(
     aux: bool = True,
     low_level_stage: int | None = None,
     low_level_channels: int = 48,
-    image_skip: bool = False,
+    image_skip: bool | None = None,
     **options: Any,
 ) -> SegmentationModel:
     """Build a segmentation network.
@@ -124,6 +129,7 @@ def build_model(
         low_level_channels: the skip's width after its 1x1 projection.
         image_skip: the normalised input image, average-pooled to the last stage's grid, joins
             the head's input as 3 more channels (:class:`ImageSkip`): colours no loss can erase.
+            ``None``: the architecture's default (on for ``pdn``, off for the baselines).
         **options: head options. ``channels`` (head width, default ``min(512, C_in)``) and ``dropout``
             for every arch; for ``pdn``: ``num_layers`` (2) and the fields of
             :class:`~pdn.models.diffusion.DiffusionOptions` (``mode``, ``rates``, ...);
@@ -134,6 +140,7 @@ def build_model(
     """
     head_spec = ARCHITECTURES.get(arch)
     _check_arguments(arch, head_spec.options(), num_classes, options)
+    image_skip = head_spec.image_skip if image_skip is None else bool(image_skip)
     features = build_backbone(backbone, output_stride=output_stride, weights=backbone_weights)
     low_level = _low_level_skip(features.channels, low_level_stage, low_level_channels)
     in_ch = features.channels[-1]
@@ -151,7 +158,7 @@ def build_model(
         "aux": bool(aux),
         "low_level_stage": low_level_stage,
         "low_level_channels": int(low_level_channels),
-        **({"image_skip": True} if image_skip else {}),  # old checkpoints lack the key
+        "image_skip": image_skip,  # checkpoints made before 2026-12-07 lack it: off then
         **{key: _json_ready(value) for key, value in options.items()},
     }
     return SegmentationModel(

@@ -28,6 +28,8 @@ from ..errors import ConfigError
 from ..vocabulary import DIFFUSION_MODES, RECURRENCES
 
 DIRECTIONS: tuple[str, ...] = ("down", "up", "right", "left")
+# The sweep's default chrono initialisation horizon (DiffusionOptions.chrono_steps).
+CHRONO_STEPS = 32
 MODES: tuple[str, ...] = DIFFUSION_MODES
 _VERTICAL = ("down", "up")
 _REVERSED = ("up", "left")
@@ -57,13 +59,18 @@ class DiffusionOptions:
         rates: dilation rates of the atrous recurrent filters.
         kernel_size: taps per rate of each recurrent filter (odd).
         mode: ``"sweep"`` or ``"layerwise"`` (see the module docstring).
-        forget_bias: initial bias of the forget gates (1; docs/architecture.md, "The diffusion
-            layer"). A larger value starts the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state survives ``n`` steps).
-        chrono_steps: ``T``; when given, chrono initialisation (Tallec & Ollivier, 2018) replaces
-            ``forget_bias``: each unit's forget bias is ``log(u)``, ``u ~ U(1, T - 1)``, and its
-            input bias the negative of it, so that at initialisation every cell is a moving
-            average over up to ``T`` slices whose state stays within ``(-1, 1)`` (with a forget
-            bias of 3 and an input gate of 1/2 a cell sums its inputs and ``tanh`` saturates).
+        forget_bias: initial bias of the forget gates when chrono initialisation is off
+            (``chrono_steps=0``; ``None``: 1.0, docs/architecture.md, "The diffusion layer"). A
+            larger value starts the LSTMs with a longer memory (``sigmoid(b) ** n`` of a state
+            survives ``n`` steps). Giving it while chrono initialisation is on is an error.
+        chrono_steps: ``T`` of the chrono initialisation (Tallec & Ollivier, 2018) of the gate
+            biases: each unit's forget bias is ``log(u)``, ``u ~ U(1, T - 1)``, and its input
+            bias the negative of it, so that at initialisation every cell is a moving average
+            over up to ``T`` slices whose state stays within ``(-1, 1)`` (with a forget bias of
+            3 and an input gate of 1/2 a cell sums its inputs and ``tanh`` saturates). ``0``:
+            off, ``forget_bias`` instead. ``None``: the mode's default, :data:`CHRONO_STEPS`
+            for ``sweep`` (where a cue 16+ slices away must survive the trip; measured in
+            BENCHMARKS.md), off for ``layerwise`` (whose time axis is the 2-3 layers).
         recurrent_dilations: ``sweep`` only: further slices back, each ``d >= 2``, whose hidden
             state also feeds the gates at the same site (``+ V_d h_{s-d}``): a dilated
             recurrence, along which a cue ``n`` slices away is ``n / d`` hops from a site rather
@@ -84,25 +91,28 @@ class DiffusionOptions:
     rates: Sequence[int] = (1, 2, 4)
     kernel_size: int = 3
     mode: str = "sweep"
-    forget_bias: float = 1.0
+    forget_bias: float | None = None
     chrono_steps: int | None = None
     recurrent_dilations: Sequence[int] = ()
     gate_norm: bool = False
 
     def __post_init__(self) -> None:
+        chrono = self.chrono_steps
+        if chrono is None:
+            chrono = CHRONO_STEPS if self.mode == "sweep" else 0
         normalised = {
+            "chrono_steps": chrono,
             "hidden": int(self.hidden) if self.hidden else None,
             "directions": tuple(self.directions),
             "rates": tuple(int(r) for r in self.rates),
-            "forget_bias": float(self.forget_bias),
+            "forget_bias": None if self.forget_bias is None else float(self.forget_bias),
             "recurrent_dilations": tuple(int(d) for d in self.recurrent_dilations),
             "gate_norm": bool(self.gate_norm),
         }
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
         self._check()
-        if self.chrono_steps is not None:
-            object.__setattr__(self, "chrono_steps", int(self.chrono_steps))
+        object.__setattr__(self, "chrono_steps", int(self.chrono_steps))
 
     def _check(self) -> None:
         if self.mode not in MODES:
@@ -129,8 +139,18 @@ class DiffusionOptions:
         if self.gate_norm and self.mode != "sweep":
             raise ConfigError("gate_norm is a sweep option (mode 'sweep')")
         steps = self.chrono_steps
-        if steps is not None and (isinstance(steps, bool) or int(steps) < 3):
-            raise ConfigError(f"chrono_steps must be an integer >= 3, got {steps!r}")
+        if isinstance(steps, bool) or (int(steps) != 0 and int(steps) < 3):
+            raise ConfigError(f"chrono_steps must be 0 (off) or an integer >= 3, got {steps!r}")
+        if int(steps) and self.forget_bias is not None:
+            raise ConfigError(
+                f"forget_bias={self.forget_bias} is the initial forget bias without chrono "
+                f"initialisation, which is on (chrono_steps={steps}); give chrono_steps=0 too"
+            )
+
+    @property
+    def initial_forget_bias(self) -> float:
+        """The forget-gate bias every unit starts with when chrono initialisation is off."""
+        return 1.0 if self.forget_bias is None else self.forget_bias
 
     def hidden_size(self, channels: int) -> int:
         """``hidden``, or by default ``channels // 4`` (at least 1)."""
@@ -216,7 +236,7 @@ class DiffusionLayerBase(nn.Module):
         self.channels, self.hidden, self.streams = channels, hidden, streams
         self.directions, self.rates = tuple(options.directions), tuple(options.rates)
         self.kernel_size = options.kernel_size
-        self.forget_bias, self.chrono_steps = options.forget_bias, options.chrono_steps
+        self.forget_bias, self.chrono_steps = options.initial_forget_bias, options.chrono_steps
         self.dilations = list(options.recurrent_dilations)
         self.input_to_state = nn.Conv2d(channels, streams * 4 * hidden, 1)
 
@@ -232,14 +252,14 @@ class DiffusionLayerBase(nn.Module):
         nn.init.uniform_(weight, -bound, bound)
 
     def reset_parameters(self) -> None:
-        """Uniform ``Wx`` as in ``torch.nn.LSTM``; forget-gate bias ``forget_bias``, other biases 0,
-        or the chrono biases when ``chrono_steps`` is set (see :class:`DiffusionOptions`).
+        """Uniform ``Wx`` as in ``torch.nn.LSTM``; the chrono biases (``chrono_steps > 0``), or
+        forget-gate bias ``forget_bias`` and other biases 0 (see :class:`DiffusionOptions`).
         Subclasses then initialise their recurrent weights."""
         self._lstm_uniform_(self.input_to_state.weight, 1)
         with torch.no_grad():
             bias = self.input_to_state.bias.view(self.streams, 4, self.hidden)
             bias.zero_()
-            if self.chrono_steps is None:
+            if not self.chrono_steps:
                 bias[:, 1] = self.forget_bias
             else:
                 bias[:, 1].uniform_(1.0, self.chrono_steps - 1.0).log_()
@@ -249,8 +269,8 @@ class DiffusionLayerBase(nn.Module):
         return (
             f"{self.channels}, hidden={self.hidden}, directions={self.directions}, "
             f"rates={self.rates}, kernel_size={self.kernel_size}, mode={self.mode!r}"
-            + (f", forget_bias={self.forget_bias}" if self.forget_bias != 1.0 else "")
             + (f", chrono_steps={self.chrono_steps}" if self.chrono_steps else "")
+            + (f", forget_bias={self.forget_bias}" if not self.chrono_steps else "")
             + (f", recurrent_dilations={tuple(self.dilations)}" if self.dilations else "")
         )
 
