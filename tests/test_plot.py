@@ -7,7 +7,7 @@ import json
 from PIL import Image
 
 from pdn.cli.main import main
-from pdn.engine.plot import RunLog
+from pdn.engine.plot import RunLog, legend_names
 
 
 def _write_log(run, records) -> None:
@@ -50,3 +50,18 @@ def test_plot_of_a_folder_without_a_log_is_one_line(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "no log.jsonl" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_legend_names_take_as_many_folders_as_tell_the_runs_apart(tmp_path) -> None:
+    """Runs in folders of the same name are told apart by their parents, every run alike; a
+    log file stands for its folder."""
+    runs = [
+        tmp_path / "chrono" / "seed0",
+        tmp_path / "chrono" / "seed1",
+        tmp_path / "aspp" / "seed0",
+    ]
+    for run in [*runs, tmp_path / "a", tmp_path / "b"]:
+        run.mkdir(parents=True)
+    assert legend_names([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
+    assert legend_names(runs) == ["chrono/seed0", "chrono/seed1", "aspp/seed0"]
+    assert legend_names([runs[0] / "log.jsonl", runs[2]]) == ["chrono/seed0", "aspp/seed0"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +145,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Draw every chart of :data:`CHARTS` for the runs, two charts a row, a legend of run names
     below; writes the PNG ``out`` and returns its path."""
     runs = [RunLog.read(d) for d in run_dirs]
-    names = _unique_names([r.name for r in runs], run_dirs)
+    names = legend_names(run_dirs)
     x_max = max((float(r["iter"]) for run in runs for r in run.records), default=1.0)
     charts = []
     for title, kind, key, companion in CHARTS:
@@ -177,7 +177,16 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     return path
 
 
-def _unique_names(names: Sequence[str], dirs: Sequence[str | Path]) -> list[str]:
-    """Run names for the legend; the full path where two runs share a folder name."""
-    counts: Mapping[str, int] = {n: names.count(n) for n in names}
-    return [str(Path(d)) if counts[n] > 1 else n for n, d in zip(names, dirs, strict=True)]
+def legend_names(run_dirs: Sequence[str | Path]) -> list[str]:
+    """Run names for the legend: the last folders of each run's path (a run folder or its
+    ``log.jsonl``), as few as make every name differ, the same number for every run: ``a`` and
+    ``b``; ``chrono/seed0``, ``chrono/seed1`` and ``aspp/seed0``."""
+    parts = []
+    for d in run_dirs:
+        path = Path(d).absolute()
+        parts.append((path if path.is_dir() else path.parent).parts)
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(Path(d)) for d in run_dirs]  # the same run given twice
