@@ -119,3 +119,61 @@ def test_a_layout_that_cannot_fit_is_a_config_error():
     crowded = pdn.build_dataset("paths", split="val", size=64, pairs=6, turns=8, num_samples=1)
     with pytest.raises(ConfigError, match="fewer pairs or turns, or a larger size / cell"):
         crowded.layout(0)
+
+
+def _layout(cue, obj, route) -> P.PathsLayout:
+    return P.PathsLayout(np.zeros((128, 128, 3), np.uint8), [cue], [obj], [route], cell=8)
+
+
+def _run(start, end):
+    """The cells from ``start`` to ``end`` along one row or one column, both included."""
+    (r0, c0), (r1, c1) = start, end
+    step_r, step_c = (r1 > r0) - (r1 < r0), (c1 > c0) - (c1 < c0)
+    count = max(abs(r1 - r0), abs(c1 - c0)) + 1
+    return [(r0 + k * step_r, c0 + k * step_c) for k in range(count)]
+
+
+def test_sweep_layers_needed_counts_the_straight_runs_a_path_turns_between():
+    """One layer per run along an axis: the colour turns from one sweep direction to another only
+    between layers, and a rate-1 tap moves it one site sideways per step."""
+    straight = _layout((0, 0), (10, 0), _run((2, 0), (9, 0)))
+    bent = _layout((0, 0), (7, 9), _run((2, 0), (8, 0)) + _run((8, 1), (8, 8)))
+    u_turn = _layout(
+        (0, 0), (1, 6), _run((2, 0), (10, 0)) + _run((10, 1), (10, 6)) + _run((9, 6), (3, 6))
+    )
+    assert [P.sweep_layers_needed(x, 0) for x in (straight, bent, u_turn)] == [1, 2, 3]
+    # a staircase of single steps is one diagonal run for a sweep with rate-1 taps
+    stairs = [cell for k in range(5) for cell in ((2 + k, 1 + k), (3 + k, 1 + k))]
+    assert P.sweep_layers_needed(_layout((0, 0), (7, 6), stairs), 0) == 1
+    # wider taps cut corners: reaching 8 sites sideways, the rightward sweep jumps from the cue
+    # onto the bottom run and follows it to the object in the same layer
+    assert P.sweep_layers_needed(bent, 0, lateral=8) == 1
+    broken = _layout((0, 0), (10, 0), _run((2, 0), (5, 0)) + _run((7, 0), (9, 0)))
+    assert P.sweep_layers_needed(broken, 0, limit=5) == 6
+
+
+def test_sweep_layers_needed_is_the_same_for_the_mirrored_scene(dataset):
+    """Swapping rows and columns swaps the directions, so no path needs more or fewer layers."""
+    for index in range(len(dataset)):
+        layout = dataset.layout(index)
+
+        def swap(cells):
+            return [(c, r) for r, c in cells]
+
+        mirrored = dataclasses.replace(
+            layout,
+            cues=swap(layout.cues),
+            objects=swap(layout.objects),
+            paths=[swap(route) for route in layout.paths],
+        )
+        for k in range(len(layout.paths)):
+            needed = P.sweep_layers_needed(layout, k)
+            assert 1 <= needed == P.sweep_layers_needed(mirrored, k)
+            assert P.sweep_layers_needed(layout, k, lateral=2) <= needed
+
+
+def test_the_ceiling_of_path_following_by_depth():
+    needed = [1, 2, 2, 5]
+    assert P.sweep_follower_miou(needed, 8) == pytest.approx(1.0)
+    assert P.sweep_follower_miou(needed, 0) == pytest.approx(P.LOCAL_MIOU_CEILING)
+    assert P.sweep_follower_miou(needed, 2) == pytest.approx(P.guess_miou(0.75 + 0.25 / 4))

@@ -216,6 +216,16 @@ VARIANTS: tuple[Variant, ...] = (
         ),
     ),
     Variant(
+        "chrono-image-L4",
+        "pdn (sweep, L=4, chrono init T=32, the pooled image beside the head's input)",
+        (
+            "model.arch=pdn",
+            "model.num_layers=4",
+            "model.chrono_steps=32",
+            "model.image_skip=true",
+        ),
+    ),
+    Variant(
         "chrono-frozen1000-image",
         "pdn (sweep, L=2, chrono init T=32, backbone frozen for the first 1,000 iterations, the "
         "pooled image beside the head's input)",

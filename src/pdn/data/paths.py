@@ -34,6 +34,13 @@ closest in line gives the same (that cue's colour is independent of the object's
 Reading the scene's most frequent cue colour does better, because the object's own cue is one
 of the cues counted: :func:`mode_guess_miou` gives its exact expected mIoU.
 
+**Depth.** A sweep layer carries a colour along straight or diagonal runs of one direction; it
+turns only between layers. :func:`sweep_layers_needed` counts the layers a path needs, and
+:func:`sweep_follower_miou` the ceiling of a model that follows only the paths its depth can carry
+(``benchmarks/paths_layers.py`` tabulates both per ``turns``: this is the difficulty knob's
+meaning for PDN). With the packaged layout (4 pairs on 32 x 32 cells), ``turns`` above 2 finds no
+layout for some scenes; the dataset then raises when it draws them.
+
 **Cost.** The routes are searched in Python: a 128 px scene with 4 pairs and 2 turns takes
 about 45 ms on dev-cpu with both cores busy (the context benchmark: about a millisecond). A
 dataset keeps the routes it has drawn (a few hundred bytes a scene), so from the second epoch on
@@ -321,6 +328,50 @@ def cue_mask(layout: PathsLayout, index: int) -> np.ndarray:
     mask = np.zeros(layout.background.shape[:2], dtype=bool)
     mask[_square(layout.cues[index], layout.cell)] = True
     return mask
+
+
+def sweep_layers_needed(layout: PathsLayout, index: int, lateral: int = 1, limit: int = 64) -> int:
+    """The fewest sweep layers that carry the colour of cue ``index`` along its own path to its
+    object, on the grid of cells (one cell per site of the map the head sees, as in the
+    packaged config); ``limit + 1`` when ``limit`` layers do not.
+
+    The idealised sweep: in one layer each of the four one-way sweeps (down, up, right, left)
+    carries a site's state one slice on per step, at most ``lateral`` sites sideways (the
+    reach of its recurrent taps), and the layer's output at a site is what any one direction
+    brought there; the directions run side by side on the same input, so the colour turns from
+    one direction to another only between layers. It moves only through the cells of the path
+    and of its two squares, as a sweep that follows the path (and does not spread everywhere)
+    must: with ``lateral=1`` a step never reaches another path, which keeps a free cell from it.
+    The backbone's own reach (a few cells) is ignored."""
+    cells = set(layout.paths[index])
+    cells |= set(_block_cells(layout.cues[index])) | set(_block_cells(layout.objects[index]))
+    goal = set(_block_cells(layout.objects[index]))
+    reached = set(_block_cells(layout.cues[index]))
+    sideways = range(-lateral, lateral + 1)
+    for layers in range(1, limit + 1):
+        carried = set(reached)
+        for axis, sign in ((0, 1), (0, -1), (1, 1), (1, -1)):
+            front, seen = reached, set(reached)
+            while front:
+                front = {
+                    (r + sign, c + side) if axis == 0 else (r + side, c + sign)
+                    for r, c in front
+                    for side in sideways
+                } & cells - seen
+                seen |= front
+            carried |= seen
+        reached = carried
+        if reached & goal:
+            return layers
+    return limit + 1
+
+
+def sweep_follower_miou(layers_needed: Sequence[int], layers: int) -> float:
+    """Expected mIoU of a model that follows every path that ``layers`` sweep layers can carry
+    (:func:`sweep_layers_needed` of each object, ``layers_needed``) and guesses blind on the
+    others: the ceiling of path following alone for a stack of that depth."""
+    followed = float(np.mean(np.asarray(layers_needed) <= layers))
+    return guess_miou(followed + (1 - followed) / 4)
 
 
 @register_dataset("paths")

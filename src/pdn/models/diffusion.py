@@ -144,7 +144,8 @@ class DiffusionOptions:
         if int(steps) and self.forget_bias is not None:
             raise ConfigError(
                 f"forget_bias={self.forget_bias} is the initial forget bias without chrono "
-                f"initialisation, which is on (chrono_steps={steps}); give chrono_steps=0 too"
+                f"initialisation, which is on (chrono_steps={steps}); give chrono_steps=0 too "
+                "(model.chrono_steps=0 in a config)"
             )
 
     @property
