@@ -7,7 +7,7 @@ import json
 from PIL import Image
 
 from pdn.cli.main import main
-from pdn.engine.plot import RunLog, legend_names
+from pdn.engine.plot import RunLog, legend_names, line_chart
 
 
 def _write_log(run, records) -> None:
@@ -65,3 +65,13 @@ def test_legend_names_take_as_many_folders_as_tell_the_runs_apart(tmp_path) -> N
     assert legend_names([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
     assert legend_names(runs) == ["chrono/seed0", "chrono/seed1", "aspp/seed0"]
     assert legend_names([runs[0] / "log.jsonl", runs[2]]) == ["chrono/seed0", "aspp/seed0"]
+
+
+def test_dots_of_equal_scores_stay_apart() -> None:
+    """Two runs with the same final mIoU: the second dot is a ring around the first, so both
+    colours show."""
+    red, blue = (214, 39, 40), (31, 119, 180)
+    lines = [("a", [(100.0, 0.5)], red, False), ("b", [(100.0, 0.5)], blue, False)]
+    chart = line_chart("validation mIoU", lines, x_max=100.0)
+    colours = {c for _, c in chart.getcolors(1 << 20)}
+    assert red in colours and blue in colours

@@ -131,11 +131,14 @@ def line_chart(
         draw.line((px, height - bottom, px, height - bottom + 4), fill="black")
         draw.text((px - 12, height - bottom + 6), f"{x:g}", fill="black", font=font)
     draw.text((width - right - 60, height - 16), "iteration", fill="black", font=font)
+    dots = 0
     for _, points, colour, thin in lines:
         xy = [at(x, y) for x, y in points]
-        if len(xy) == 1:
-            px, py = xy[0]
-            draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
+        if len(xy) == 1:  # each further dot a wider ring, so that equal scores stay visible
+            (px, py), radius = xy[0], 3 + 3 * dots
+            box = (px - radius, py - radius, px + radius, py + radius)
+            draw.ellipse(box, fill=None if dots else colour, outline=colour, width=2)
+            dots += 1
         if len(xy) > 1:
             draw.line(xy, fill=colour, width=1 if thin else 2)
     return image
