@@ -72,7 +72,8 @@ def read_fashion_mnist(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
             "four Fashion-MNIST IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte). On Debian or Ubuntu "
             "`apt-get install dataset-fashion-mnist` installs them in "
-            f"{DEFAULT_ROOT}; elsewhere give data.root=DIR"
+            f"{DEFAULT_ROOT}; elsewhere give their folder as data.root=DIR (in pdn data "
+            "check: --root DIR)"
         )
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
