@@ -114,3 +114,43 @@ def test_option_values_are_typed(text, value):
     from pdn.cli.data import parse_option
 
     assert parse_option(text) == (text.split("=")[0], value)
+
+
+def test_show_writes_samples_that_read_back_as_a_folder_dataset(tmp_path, capsys):
+    """``pdn data show`` writes what the dataset returns, and its folder is a ``folder`` dataset
+    whose samples are the same pixels and labels."""
+    import pdn
+
+    options = ["-o", "size=96", "-o", "pairs=3", "-o", "turns=1", "-o", "num_samples=4"]
+    out = tmp_path / "shown"
+    argv = ["data", "show", "--dataset", "paths", "--split", "val", *options, "--out", str(out)]
+    assert main([*argv, "--index", "3", "1"]) == 0
+    assert "read back as --dataset folder" in capsys.readouterr().out
+    source = pdn.build_dataset("paths", split="val", size=96, pairs=3, turns=1, num_samples=4)
+    copy = pdn.build_dataset("folder", root=out, split="all")
+    assert list(copy.classes) == list(source.classes) and len(copy) == 2
+    for k, index in enumerate((1, 3)):  # the folder dataset lists its stems sorted
+        image, mask = copy[k]
+        assert np.array_equal(image.numpy(), source[index][0].numpy())
+        assert np.array_equal(mask.numpy(), source[index][1].numpy())
+    assert main(["data", "show", "--dataset", "fashion_scenes", "--root", str(tmp_path)]) == 2
+    assert "fashion_scenes" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "data",
+                "show",
+                "--dataset",
+                "paths",
+                *options,
+                "--out",
+                str(tmp_path / "bad"),
+                "--index",
+                "4",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--index 4" in err and "0..3" in err and "\n" not in err.strip()
+    assert main(["data", "show", "--dataset", "paths", "--count", "0"]) == 2

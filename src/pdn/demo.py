@@ -53,24 +53,13 @@ def _parser() -> argparse.ArgumentParser:
 def _write_inputs(cfg, folder: Path) -> dict[Path, Any]:
     """Save the first test scenes as ``sceneN.png`` and their ground truth as ``truth/sceneN.png``;
     returns each scene's path with its label array."""
-    from PIL import Image
-
     from .data import build_dataset
-    from .engine.visualize import colorize
+    from .engine.visualize import write_samples
 
     options = dict(cfg.data.options)
     dataset = build_dataset(cfg.data.name, root=cfg.data.root, split="test", **options)
-    folder.mkdir(parents=True, exist_ok=True)
-    truth = folder.parent / "truth"
-    truth.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for index in range(min(NUM_PICTURES, len(dataset))):
-        image, mask = dataset[index]
-        path = folder / f"scene{index}.png"
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
-        colorize(mask.numpy(), dataset.palette).save(truth / f"scene{index}.png")
-        written[path] = mask.numpy()
-    return written
+    indices = range(min(NUM_PICTURES, len(dataset)))
+    return write_samples(dataset, indices, folder, folder.parent / "truth")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,17 @@
-"""``pdn data check``: scan a dataset and report what is in it and every bad file."""
+"""``pdn data check``: scan a dataset and report what is in it and every bad file; ``pdn data
+show``: write samples as PNG images and label maps."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from ..data import build_dataset, check_dataset, dataset_options, list_datasets
 from ..engine.config import parse_override
+from ..engine.visualize import write_samples
 from ..errors import ConfigError
 
 
@@ -40,10 +43,66 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def run_show(args: argparse.Namespace) -> int:
+    options = dict(parse_option(text) for text in args.option)
+    dataset = build_dataset(args.dataset, root=args.root, split=args.split, **options)
+    if args.count < 1:
+        raise ConfigError(f"--count must be at least 1, got {args.count}")
+    indices = args.index if args.index else list(range(min(args.count, len(dataset))))
+    for index in indices:
+        if not 0 <= index < len(dataset):
+            raise ConfigError(
+                f"--index {index}: split {dataset.split} of {args.dataset} has samples "
+                f"0..{len(dataset) - 1}"
+            )
+    out = Path(args.out)
+    written = write_samples(dataset, indices, out / "images", out / "masks", stem="sample")
+    (out / "classes.txt").write_text("\n".join(dataset.classes) + "\n", encoding="utf-8")
+    print(
+        f"wrote {len(written)} sample{'s' if len(written) != 1 else ''} of {args.dataset} (split {dataset.split}) to {out}: "
+        "images/sampleI.png, masks/sampleI.png (palette PNGs, values the class indices), "
+        f"classes.txt; read back as --dataset folder --root {out} --split all"
+    )
+    return 0
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="NAME",
+        help=f"dataset name: {', '.join(list_datasets())}",
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        metavar="ROOT",
+        help="folder that holds the dataset in its usual layout (e.g. the folder containing "
+        "ADEChallengeData2016 or VOCdevkit); not needed for nuclei (packaged) or context and "
+        "paths (generated)",
+    )
+    parser.add_argument(
+        "--split",
+        default=default_split,
+        metavar="S",
+        help=f"split, e.g. train or val (default: {default_split})",
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dataset option, repeatable (e.g. -o aug=true for voc, -o num_classes=7 for folder, "
+        "-o size=64 for context); values are read as YAML, as in a data.options.KEY=VALUE "
+        "override of pdn train (true/false, null, numbers, [lists])",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="inspect datasets (pdn data check)",
+        help="inspect datasets (pdn data check, pdn data show)",
         description="Inspect datasets before training on them.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -62,40 +121,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_datasets_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument(
-        "--dataset",
-        required=True,
-        metavar="NAME",
-        help=f"dataset name: {', '.join(list_datasets())}",
-    )
-    check.add_argument(
-        "--root",
-        default=None,
-        metavar="ROOT",
-        help="folder that holds the dataset in its usual layout (e.g. the folder containing "
-        "ADEChallengeData2016 or VOCdevkit); not needed for nuclei (packaged) or context (generated)",
-    )
-    check.add_argument(
-        "--split",
-        default="train",
-        metavar="S",
-        help="split to scan, e.g. train or val (default: train)",
-    )
-    check.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a dataset option, repeatable (e.g. -o aug=true for voc, -o num_classes=7 for folder, "
-        "-o size=64 for context); values are read as YAML, as in a data.options.KEY=VALUE override of pdn train (true/false, null, numbers, [lists])",
-    )
+    _add_dataset_arguments(check, default_split="train")
     check.add_argument(
         "--no-progress",
         action="store_true",
         help="never show the progress bar (shown on a terminal)",
     )
     check.set_defaults(func=run_check)
+    show = actions.add_parser(
+        "show",
+        help="write samples of a dataset as PNG images and label maps",
+        description=textwrap.fill(
+            "Write samples of a dataset split as they are read, before any training transform: "
+            "OUT/images/sampleI.png (RGB), OUT/masks/sampleI.png (a palette PNG whose pixel "
+            "values are the class indices, 255 the ignore label, coloured with the dataset's "
+            "palette) and OUT/classes.txt. The images are what pdn predict and pdn explain take "
+            "(e.g. a scene of a generated benchmark), and OUT is a folder dataset (split all).",
+            width=88,
+        ),
+        epilog=_datasets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_dataset_arguments(show, default_split="train")
+    show.add_argument(
+        "--count",
+        type=int,
+        default=4,
+        metavar="N",
+        help="write samples 0..N-1 (default: 4)",
+    )
+    show.add_argument(
+        "--index",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="I",
+        help="write these samples instead",
+    )
+    show.add_argument("--out", default="samples", metavar="DIR", help="folder (default: samples)")
+    show.set_defaults(func=run_show)
     parser.set_defaults(func=lambda args: _missing_action(parser))
 
 

@@ -4,8 +4,10 @@ confusion-matrix heat map and the influence figure of ``pdn explain``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..vocabulary import IGNORE_INDEX
@@ -18,6 +20,7 @@ __all__ = [
     "legend_image",
     "overlay",
     "panel_image",
+    "write_samples",
 ]
 
 Palette = Sequence[Sequence[int]]
@@ -51,6 +54,32 @@ def colorize(labels: np.ndarray, palette: Palette) -> Image.Image:
     )
     image.putpalette(_flat_palette(palette))
     return image
+
+
+def write_samples(
+    dataset: torch.utils.data.Dataset,
+    indices: Sequence[int],
+    image_folder: Path,
+    label_folder: Path,
+    stem: str = "scene",
+) -> dict[Path, np.ndarray]:
+    """Write samples ``indices`` of a segmentation dataset (``ds[i]``: uint8 ``(3, H, W)``, int64
+    ``(H, W)``, as a dataset without transforms returns them) as RGB PNGs
+    ``image_folder/{stem}{i}.png`` and their labels as palette PNGs ``label_folder/{stem}{i}.png``
+    (pixel values the class indices, 255 kept; colours ``dataset.palette``), so that ``pdn predict``,
+    ``pdn explain`` and a ``folder`` dataset read them back. Returns each image's path with its
+    label array ``(H, W)``."""
+    image_folder.mkdir(parents=True, exist_ok=True)
+    label_folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for index in indices:
+        image, mask = dataset[index]
+        path = image_folder / f"{stem}{index}.png"
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+        labels = mask.numpy()
+        colorize(labels, dataset.palette).save(label_folder / f"{stem}{index}.png")
+        written[path] = labels
+    return written
 
 
 def overlay(
