@@ -39,7 +39,8 @@ turns only between layers. :func:`sweep_layers_needed` counts the layers a path 
 :func:`sweep_follower_miou` the ceiling of a model that follows only the paths its depth can carry
 (``benchmarks/paths_layers.py`` tabulates both per ``turns``: this is the difficulty knob's
 meaning for PDN). With the packaged layout (4 pairs on 32 x 32 cells), ``turns`` above 2 finds no
-layout for some scenes; the dataset then raises when it draws them.
+layout for some scenes (at 3, train scene 54 is the first); the dataset raises when it draws one,
+so ``pdn data check`` finds it before a training run does.
 
 **Cost.** The routes are searched in Python: a 128 px scene with 4 pairs and 2 turns takes
 about 45 ms on dev-cpu with both cores busy (the context benchmark: about a millisecond). A
