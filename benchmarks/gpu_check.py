@@ -130,26 +130,31 @@ def _models(setup: Setup, forms: tuple[str, ...]) -> dict[str, torch.nn.Module]:
 
 
 def latency(setup: Setup, models: dict[str, torch.nn.Module]) -> None:
-    """Section 2: end-to-end forward latency per recurrence and precision."""
+    """Section 2: end-to-end forward latency per recurrence and precision, all timed round by
+    round against each other in one run."""
 
     x = torch.randn(1, 3, setup.size, setup.size, device=setup.device)
-    for precision in ("fp32", "bf16"):
-        calls = {
-            name: forward_call(AutocastModel(model, precision), x) for name, model in models.items()
+    precisions = ("fp32", "bf16")
+    calls = {
+        (name, precision): forward_call(AutocastModel(model, precision), x)
+        for precision in precisions
+        for name, model in models.items()
+    }
+    for call in calls.values():  # Triton compiles on the first call: not in the timings
+        call()
+    timings = measure(calls, setup.device, setup.budget)
+    rows = [
+        {
+            "model": f"{name}, {precision}",
+            "arch": name,
+            "precision": precision,
+            "size": setup.size,
+            "parameters": count_parameters(models[name]),
+            "forward_ms": 1000 * timings[name, precision].median,
         }
-        for call in calls.values():  # Triton compiles on the first call: not in the timings
-            call()
-        timings = measure(calls, setup.device, setup.budget)
-        rows = [
-            {
-                "model": f"{name}, {precision}",
-                "size": setup.size,
-                "parameters": count_parameters(model),
-                "forward_ms": 1000 * timings[name].median,
-            }
-            for name, model in models.items()
-        ]
-        print(end_to_end_table(rows) + "\n", flush=True)
+        for name, precision in calls
+    ]
+    print(end_to_end_table(rows) + "\n", flush=True)
 
 
 def kernels(setup: Setup, models: dict[str, torch.nn.Module]) -> None:

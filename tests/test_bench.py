@@ -25,8 +25,10 @@ from pdn.bench.speed import (
     Budget,
     dense_conv_flops,
     diffusion_flops,
+    end_to_end_table,
     fit_exponent,
     measure,
+    run_end_to_end,
     run_scaling,
 )
 from pdn.bench.timing import time_interleaved, training_memory
@@ -104,6 +106,39 @@ def test_speed_scaling_measures_an_arch_named_twice_once() -> None:
     )
     assert [result["model"] for result in results] == ["fcn-tiny"]
     assert [point["size"] for point in results[0]["points"]] == [32, 48]
+
+
+def test_end_to_end_times_every_precision_of_the_same_weights_in_one_run() -> None:
+    budget = Budget(seconds=0.0, warmup=1, min_repeats=1, max_repeats=1)
+    rows = run_end_to_end(
+        ["pdn", "aspp"], "tiny", 32, device=torch.device("cpu"), budget=budget,
+        precisions=["fp32", "bf16", "fp32"],
+    )  # fmt: skip
+    assert [(row["arch"], row["precision"]) for row in rows] == [
+        ("pdn", "fp32"), ("aspp", "fp32"), ("pdn", "bf16"), ("aspp", "bf16"),
+    ]  # fmt: skip
+    assert rows[0]["parameters"] == rows[2]["parameters"] != rows[1]["parameters"]
+    assert rows[2]["model"] == "pdn-tiny (bf16 autocast)"
+
+
+def test_end_to_end_table_relates_rows_within_and_across_precisions() -> None:
+    def row(arch: str, precision: str, ms: float) -> dict:
+        model = f"{arch} {precision}"
+        return {"model": model, "arch": arch, "precision": precision, "size": 8, "parameters": 1e6,
+                "forward_ms": ms}  # fmt: skip
+
+    table = end_to_end_table(
+        [row("pdn", "fp32", 30), row("aspp", "fp32", 10), row("pdn", "bf16", 15),
+         row("aspp", "bf16", 6)]
+    )  # fmt: skip
+    lines = table.splitlines()
+    assert lines[0].endswith("| relative to the last row of its precision | relative to fp32 |")
+    assert [line.split("|")[-3:-1] for line in lines[2:]] == [
+        [" 3.00 ", " 1.00 "], [" 1.00 ", " 1.00 "], [" 2.50 ", " 0.50 "], [" 1.00 ", " 0.60 "],
+    ]  # fmt: skip
+    single = end_to_end_table([row("pdn", "fp32", 30), row("aspp", "fp32", 10)])
+    assert single.splitlines()[0].endswith("| relative to the last row |")
+    assert single.splitlines()[2].endswith("| 3.00 |")
 
 
 def test_ablation_variants_cover_the_issue() -> None:
@@ -280,5 +315,9 @@ def test_speed_command_times_whole_models_under_bf16(capsys) -> None:
     assert main([*argv, "--device", "cpu", "--precision", "bf16"]) == 0
     out = capsys.readouterr().out
     assert "| pdn-tiny (bf16 autocast) |" in out and "| aspp-tiny (bf16 autocast) |" in out
+    assert main([*argv, "--device", "cpu", "--precision", "fp32", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "| pdn-tiny | 1 x 3 x 48 x 48 |" in out and "relative to fp32 |" in out
+    assert "| pdn-tiny (bf16 autocast) ms |" in out  # the scaling table's column
     assert main([*argv, "--device", "cpu", "--precision", "fp16"]) == 2
     assert "--precision fp16 needs a CUDA device" in capsys.readouterr().err

@@ -231,12 +231,21 @@ def run_efficiency(
     return rows
 
 
-def _model(arch: str, backbone: str, device: torch.device, precision: str = "fp32") -> nn.Module:
-    """``arch`` on ``backbone`` for 150 classes in eval mode, run under ``precision``'s autocast."""
+def _models(
+    archs: Sequence[str], backbone: str, device: torch.device, precisions: Sequence[str]
+) -> dict[tuple[str, str], nn.Module]:
+    """Each ``arch`` on ``backbone`` for 150 classes in eval mode, once per precision: keyed by
+    ``(arch, precision)``, the same weights under each precision's autocast (an arch or precision
+    named twice is built once)."""
     from ..engine.inference import AutocastModel
 
-    model = build_model(arch, 150, backbone=backbone, aux=False).to(device).eval()
-    return model if precision == "fp32" else AutocastModel(model, precision)
+    models: dict[tuple[str, str], nn.Module] = {}
+    for arch in dict.fromkeys(archs):
+        model = build_model(arch, 150, backbone=backbone, aux=False).to(device).eval()
+        for precision in dict.fromkeys(precisions):
+            wrapped = model if precision == "fp32" else AutocastModel(model, precision)
+            models[arch, precision] = wrapped
+    return models
 
 
 def _precision_note(precision: str) -> str:
@@ -251,28 +260,32 @@ def run_end_to_end(
     device: torch.device,
     budget: Budget,
     compile_mode: str | None = None,
-    precision: str = "fp32",
+    precisions: Sequence[str] = ("fp32",),
 ) -> list[dict[str, Any]]:
     """Forward latency of each ``arch`` on ``backbone`` (output stride 8), batch 1, ``size``²,
-    all on one input, timed round by round against each other; an arch named twice is measured
-    once. With ``compile_mode`` every model runs compiled by ``torch.compile`` in that mode, and
-    under ``precision``'s autocast (``bf16``, ``fp16``) when not ``fp32``."""
-    models = {arch: _model(arch, backbone, device, precision) for arch in archs}
-    runs = {arch: compiled_module(model, compile_mode) for arch, model in models.items()}
+    under each of ``precisions``' autocast (``fp32`` is none; the same weights under each), all
+    on one input and timed round by round against each other, so that a ratio between two rows
+    (PDN to ASPP, bf16 to fp32) is measured in one run. With ``compile_mode`` every model runs
+    compiled by ``torch.compile`` in that mode. Rows in the order precision, then arch."""
+    models = _models(archs, backbone, device, precisions)
+    runs = {key: compiled_module(model, compile_mode) for key, model in models.items()}
     x = torch.randn(1, 3, size, size, device=device)
-    calls = {arch: forward_call(model, x) for arch, model in runs.items()}
+    calls = {key: forward_call(model, x) for key, model in runs.items()}
     if compile_mode:
         for call in calls.values():
             call()
     timings = measure(calls, device, budget)
+    order = sorted(models, key=lambda key: list(dict.fromkeys(precisions)).index(key[1]))
     return [
         {
             "model": f"{arch}-{backbone}{_compiled_note(compile_mode)}{_precision_note(precision)}",
+            "arch": arch,
+            "precision": precision,
             "size": size,
-            "parameters": count_parameters(model),
-            "forward_ms": _ms(timings[arch]),
+            "parameters": count_parameters(models[arch, precision]),
+            "forward_ms": _ms(timings[arch, precision]),
         }
-        for arch, model in models.items()
+        for arch, precision in order
     ]
 
 
@@ -292,29 +305,29 @@ def run_scaling(
     *,
     device: torch.device,
     budget: Budget,
-    precision: str = "fp32",
+    precisions: Sequence[str] = ("fp32",),
 ) -> list[dict[str, Any]]:
-    """Forward latency of each ``arch``-``backbone`` at each ``size``² (the models timed round by
-    round against each other at each size, under ``precision``'s autocast) and each one's fitted
-    exponent; an arch named twice is measured once."""
-    models = {arch: _model(arch, backbone, device, precision) for arch in archs}
-    points: dict[str, list[dict[str, Any]]] = {arch: [] for arch in archs}
+    """Forward latency of each ``arch``-``backbone`` under each of ``precisions`` at each
+    ``size``² (all of them timed round by round against each other at each size) and each one's
+    fitted exponent; an arch or precision named twice is measured once."""
+    models = _models(archs, backbone, device, precisions)
+    points: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in models}
     for size in sizes:
         x = torch.randn(1, 3, size, size, device=device)
         timings = measure(
-            {arch: forward_call(model, x) for arch, model in models.items()}, device, budget
+            {key: forward_call(model, x) for key, model in models.items()}, device, budget
         )
-        for arch, arch_points in points.items():
-            arch_points.append({"size": size, "forward_ms": _ms(timings[arch])})
+        for key, key_points in points.items():
+            key_points.append({"size": size, "forward_ms": _ms(timings[key])})
     return [
         {
             "model": f"{arch}-{backbone}{_precision_note(precision)}",
-            "points": arch_points,
+            "points": key_points,
             "exponent": fit_exponent(
-                [p["size"] ** 2 for p in arch_points], [p["forward_ms"] for p in arch_points]
+                [p["size"] ** 2 for p in key_points], [p["forward_ms"] for p in key_points]
             ),
         }
-        for arch, arch_points in points.items()
+        for (arch, precision), key_points in points.items()
     ]
 
 
@@ -360,17 +373,28 @@ def _compiled_note(mode: str | None) -> str:
 
 
 def end_to_end_table(rows: Sequence[dict[str, Any]]) -> str:
-    base = rows[-1]["forward_ms"]
-    lines = [
-        "| model | input | parameters | forward ms | relative to the last row |",
-        "|---|---|---|---|---|",
-    ]
+    """One row per model: its latency relative to the last row of the same precision (PDN to
+    ASPP) and, when the rows hold several precisions, to the same arch's row at the first one
+    (bf16 to fp32). Rows without ``precision`` and ``arch`` keys form one group."""
+    last = {row.get("precision"): row["forward_ms"] for row in rows}
+    precisions = list(last)
+    first = {
+        row.get("arch"): row["forward_ms"] for row in rows if row.get("precision") == precisions[0]
+    }
+    by_precision = len(precisions) > 1
+    header = "| model | input | parameters | forward ms | relative to the last row"
+    header += " of its precision |" if by_precision else " |"
+    lines = [header + (f" relative to {precisions[0]} |" if by_precision else "")]
+    lines.append("|---|---|---|---|---|" + ("---|" if by_precision else ""))
     for row in rows:
-        lines.append(
+        line = (
             f"| {row['model']} | 1 x 3 x {row['size']} x {row['size']} | "
             f"{row['parameters'] / 1e6:.1f} M | {ms_text(row['forward_ms'])} | "
-            f"{row['forward_ms'] / base:.2f} |"
+            f"{row['forward_ms'] / last[row.get('precision')]:.2f} |"
         )
+        if by_precision:
+            line += f" {row['forward_ms'] / first[row.get('arch')]:.2f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 

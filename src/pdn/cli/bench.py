@@ -167,10 +167,13 @@ def _add_speed_timing_arguments(speed: argparse.ArgumentParser) -> None:
     )
     speed.add_argument(
         "--precision",
+        nargs="+",
         choices=PRECISIONS,
-        default="fp32",
-        help="e2e and scaling: autocast dtype of the whole models (bf16 also on the CPU, fp16 "
-        "on CUDA only; default: fp32)",
+        default=["fp32"],
+        help="e2e and scaling: autocast dtype of the whole models, one or several (bf16 also on "
+        "the CPU, fp16 on CUDA only; several are timed round by round against each other in one "
+        "run, the same weights under each, and the e2e table gives each model's latency "
+        "relative to the first; default: fp32)",
     )
     speed.add_argument("--json", default=None, metavar="FILE", help="also write the raw results")
     _add_device_argument(speed)
@@ -191,7 +194,7 @@ def run_speed(args: argparse.Namespace) -> int:
     if "scaling" in args.sections and len(set(args.scaling_sizes)) < 2:
         raise ConfigError("--scaling-sizes needs at least two different sizes to fit an exponent")
     device = default_device(args.device)
-    if args.precision == "fp16" and device.type != "cuda":
+    if "fp16" in args.precision and device.type != "cuda":
         raise ConfigError(
             f"--precision fp16 needs a CUDA device, got {device}; use bf16 on the CPU"
         )
@@ -266,7 +269,7 @@ def _speed_end_to_end(args: argparse.Namespace, timing: Mapping[str, Any]) -> An
         args.backbone,
         args.e2e_size,
         compile_mode=args.compile,
-        precision=args.precision,
+        precisions=args.precision,
         **timing,
     )
     print(bench.end_to_end_table(rows) + "\n", flush=True)
@@ -277,7 +280,7 @@ def _speed_scaling(args: argparse.Namespace, timing: Mapping[str, Any]) -> Any:
     from ..bench import speed as bench
 
     scaling = bench.run_scaling(
-        args.scaling_archs, args.backbone, args.scaling_sizes, precision=args.precision, **timing
+        args.scaling_archs, args.backbone, args.scaling_sizes, precisions=args.precision, **timing
     )
     print(bench.scaling_table(scaling) + "\n", flush=True)
     return scaling
