@@ -151,6 +151,24 @@ def test_ablation_variants_cover_the_issue() -> None:
         select_variants(["swep2"])
 
 
+def test_ablation_costs_only_trains_nothing_and_counts_the_deployed_parameters(
+    tmp_path, capsys
+) -> None:
+    from pdn.bench.timing import count_parameters
+    from pdn.models import build_model
+
+    out = tmp_path / "ablation"
+    argv = ["bench", "ablation", "nuclei", "--variants", "fcn", "aspp", "--costs-only"]
+    assert main([*argv, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not out.exists()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in lines if line[:2] == "| "}
+    rows.pop("model")
+    assert list(rows) == ["fcn", "aspp"]
+    fcn = build_model("fcn", 2, backbone="tiny", aux=False)
+    assert rows["fcn"] == f"{count_parameters(fcn) / 1e3:.0f} k"
+
+
 def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
     """Two seeds of one variant on nuclei, a few iterations each: a table row with the mean and std
     of the two runs' held-out mIoU; a second call reuses the finished runs instead of training."""

@@ -522,6 +522,31 @@ def run_ablation(
     return rows
 
 
+def variant_costs(
+    task_name: str,
+    *,
+    backbone: str = "tiny",
+    variants: Sequence[str] | None = None,
+    recipe: Sequence[str] = (),
+) -> str:
+    """What each selected variant costs on ``task_name``, without training anything: a Markdown
+    table of its deployed model's parameters and CPU latency on one held-out input, timed round
+    by round against each other (random weights: the same shapes and time as trained ones).
+    The columns :func:`markdown_table` gives beside the scores."""
+    plan = _plan(task_name, backbone, (0,), variants, None, recipe, None, Path("."))
+    costs = inference_costs(plan.task.config, {v.key: plan.overrides(v, 0) for v in plan.variants})
+    size = "x".join(str(side) for side in next(iter(costs.values()))[2])
+    threads = _count(torch.get_num_threads(), "thread")
+    lines = [
+        f"| model | parameters | latency (ms, 1 x {size}, CPU, {threads}) |",
+        "|---|---|---|",
+    ]
+    for variant in plan.variants:
+        parameters, latency, _ = costs[variant.key]
+        lines.append(f"| {variant.name} | {_millions(parameters)} | {latency:.1f} |")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What one call of :func:`run_ablation` trains, and the folder its runs and results go to."""

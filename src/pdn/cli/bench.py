@@ -360,12 +360,24 @@ def _add_ablation_recipe_arguments(ablation: argparse.ArgumentParser) -> None:
     ablation.add_argument(
         "--out", default="runs/ablation", metavar="DIR", help="default: runs/ablation"
     )
+    ablation.add_argument(
+        "--costs-only",
+        action="store_true",
+        help="train nothing: print each variant's parameters and CPU latency on the task's "
+        "held-out input (random weights, timed round by round against each other)",
+    )
 
 
 def run_ablation(args: argparse.Namespace) -> int:
-    from ..bench.ablation import TASKS, markdown_table
+    from ..bench.ablation import TASKS, markdown_table, variant_costs
     from ..bench.ablation import run_ablation as ablate
 
+    if args.costs_only:
+        costs = variant_costs(
+            args.task, backbone=args.backbone, variants=args.variants, recipe=args.recipe
+        )
+        print(f"{TASKS[args.task].description}; backbone {args.backbone}\n\n{costs}")
+        return 0
     rows = ablate(
         args.task,
         backbone=args.backbone,
