@@ -166,7 +166,7 @@ def test_ablation_costs_only_trains_nothing_and_counts_the_deployed_parameters(
     rows.pop("model")
     assert list(rows) == ["fcn", "aspp"]
     fcn = build_model("fcn", 2, backbone="tiny", aux=False)
-    assert rows["fcn"] == f"{count_parameters(fcn) / 1e3:.0f} k"
+    assert rows["fcn"] == f"{count_parameters(fcn) / 1e6:.2f} M"
 
 
 def test_ablation_command_trains_scores_and_resumes(tmp_path, capsys) -> None:
