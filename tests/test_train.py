@@ -450,3 +450,33 @@ def test_bf16_training_on_the_cpu_runs_under_autocast(tmp_path, capsys):
     assert _train(tmp_path, "train.precision=fp16", out="fp16") == 2
     err = capsys.readouterr().err.strip()
     assert "train.precision=fp16 needs a CUDA device" in err and "\n" not in err
+
+
+def test_class_weighted_loss_is_pytorchs_weighted_mean() -> None:
+    """The summed terms over :func:`labelled_weight` equal ``cross_entropy``'s weighted mean,
+    ignored pixels left out; without weights, the plain mean over labelled pixels."""
+    torch.manual_seed(0)
+    logits, aux = torch.randn(2, 5, 6, 7), torch.randn(2, 5, 6, 7)
+    target = torch.randint(0, 5, (2, 6, 7))
+    target[0, :2] = 255
+    weights = torch.tensor([0.05, 1.0, 2.0, 0.0, 1.0])
+    total, main_sum, aux_sum = trainer_module.training_loss(logits, aux, target, 0.4, weights)
+    denominator = trainer_module.labelled_weight(target, weights)
+    for summed, scores in ((main_sum, logits), (aux_sum, aux)):
+        expected = torch.nn.functional.cross_entropy(
+            scores, target, weight=weights, ignore_index=255
+        )
+        torch.testing.assert_close(summed / denominator, expected)
+    torch.testing.assert_close(total, main_sum + 0.4 * aux_sum)
+    plain, _, _ = trainer_module.training_loss(logits, None, target, 0.4)
+    assert trainer_module.labelled_weight(target) == float((target != 255).sum())
+    expected = torch.nn.functional.cross_entropy(logits, target, ignore_index=255)
+    torch.testing.assert_close(plain / trainer_module.labelled_weight(target), expected)
+
+
+def test_class_weights_of_the_wrong_length_are_refused_in_one_line(tmp_path, capsys):
+    assert _train(tmp_path, "train.class_weights=[0.1,1]") == 2
+    err = capsys.readouterr().err
+    assert "train.class_weights has 2 entries, the dataset has 5 classes (background" in err
+    assert err.count("\n") == 1
+    assert _train(tmp_path, "train.class_weights=[0.1,1,1,1,1]", "data.val_split=null") == 0

@@ -91,6 +91,9 @@ class TrainConfig:
     weight_decay: float = 1e-4  # sgd: L2 penalty; adamw: decoupled decay
     poly_power: float = 0.9  # lr = base * (1 - iter / iters) ** poly_power
     aux_weight: float = 0.4  # weight of the auxiliary head's loss
+    # Per-class weights of both losses, one per class in the dataset's order (mmsegmentation's
+    # class_weight): the loss is the weighted mean over labelled pixels. None: every class 1.
+    class_weights: list[float] | None = None
     clip_grad_norm: float = 0.0  # clip the global gradient L2 norm to this before a step (0: off)
     eval_interval: int = 4000  # validate every N steps (0: only at the end)
     checkpoint_interval: int = 4000  # write last.pt every N steps (0: only at the end)
@@ -390,6 +393,12 @@ def _optional_checks(cfg: DictConfig) -> list[tuple[str, bool, str]]:
             f"must be at least {MIN_INPUT_SIZE}",
         ),
         ("eval.stride", evaluation.stride, lambda v: v >= 1, "must be at least 1"),
+        (
+            "train.class_weights",
+            cfg.train.class_weights,
+            lambda v: all(w >= 0 and math.isfinite(w) for w in v) and any(w > 0 for w in v),
+            "must be finite and >= 0, at least one of them positive",
+        ),
     ]
     return [
         (key, value is None or bool(test(value)), message) for key, value, test, message in rules

@@ -115,22 +115,49 @@ def training_loss(
     aux_logits: torch.Tensor | None,
     target: torch.Tensor,
     aux_weight: float,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Summed cross-entropy (ignore index 255) of the main and auxiliary logits.
 
     Args:
         logits, aux_logits: ``(B, K, H, W)`` (``aux_logits`` may be None).
         target: int64 ``(B, H, W)``.
+        class_weights: ``(K,)`` float32, each pixel's term weighted by its class's entry, or None.
 
     Returns:
         ``(total, main, aux)``: sums over labelled pixels (``total = main + aux_weight * aux``);
-        the caller divides by the number of labelled pixels.
+        the caller divides by :func:`labelled_weight`.
     """
-    main = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    terms = {"weight": class_weights, "ignore_index": IGNORE_INDEX, "reduction": "sum"}
+    main = F.cross_entropy(logits.float(), target, **terms)
     if aux_logits is None:
         return main, main, None
-    aux = F.cross_entropy(aux_logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    aux = F.cross_entropy(aux_logits.float(), target, **terms)
     return main + aux_weight * aux, main, aux
+
+
+def labelled_weight(target: torch.Tensor, class_weights: torch.Tensor | None = None) -> float:
+    """What :func:`training_loss`'s sums are divided by to make a mean: the number of labelled
+    pixels of ``target`` ``(B, H, W)``, or the sum of their classes' weights."""
+    labelled = target[target != IGNORE_INDEX]
+    if class_weights is None:
+        return float(labelled.numel())
+    return float(class_weights[labelled].sum())
+
+
+def class_weight_tensor(
+    weights: Sequence[float] | None, classes: Sequence[str], device: torch.device
+) -> torch.Tensor | None:
+    """``train.class_weights`` as a ``(K,)`` float32 tensor on ``device``; raises ConfigError
+    when it does not give one weight per class of the dataset."""
+    if weights is None:
+        return None
+    if len(weights) != len(classes):
+        raise ConfigError(
+            f"train.class_weights has {len(weights)} entries, the dataset has {len(classes)} "
+            f"classes ({', '.join(classes)})"
+        )
+    return torch.tensor([float(w) for w in weights], dtype=torch.float32, device=device)
 
 
 def param_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
@@ -271,6 +298,9 @@ class _Run:
         seeding.seed_process(cfg.train.seed, context.rank)
         self.train_transform = self._train_transform()
         self.precision = training_precision(cfg.train, context.device)
+        self.class_weights = class_weight_tensor(
+            cfg.train.class_weights, self.train_set.classes, context.device
+        )
         self.use_amp = self.precision == "fp16"  # float16 needs the gradient scaler
         # the periodic and final evaluation: whole image at one scale, scored at the mask's size
         self.eval_options = InferenceOptions(
@@ -612,8 +642,11 @@ class _Run:
         masks = masks.to(ctx.device, non_blocking=True)
         with autocast_for(self.precision, ctx.device):
             logits, aux_logits = self.forward(images)
-        total, main_loss, aux_loss = training_loss(logits, aux_logits, masks, tcfg.aux_weight)
-        labelled = float((masks != IGNORE_INDEX).sum())
+        weights = self.class_weights
+        total, main_loss, aux_loss = training_loss(
+            logits, aux_logits, masks, tcfg.aux_weight, weights
+        )
+        labelled = labelled_weight(masks, weights)
         sums = [float(t.detach()) if t is not None else 0.0 for t in (total, main_loss, aux_loss)]
         # one collective per step: the global batch's labelled pixels and loss sums, whether any
         # rank's loss is non-finite, whether any rank got a signal
