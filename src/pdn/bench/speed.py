@@ -275,7 +275,7 @@ def run_end_to_end(
         for call in calls.values():
             call()
     timings = measure(calls, device, budget)
-    order = sorted(models, key=lambda key: list(dict.fromkeys(precisions)).index(key[1]))
+    order = [(arch, p) for p in dict.fromkeys(precisions) for arch in dict.fromkeys(archs)]
     return [
         {
             "model": f"{arch}-{backbone}{_compiled_note(compile_mode)}{_precision_note(precision)}",
