@@ -154,3 +154,27 @@ def test_show_writes_samples_that_read_back_as_a_folder_dataset(tmp_path, capsys
     err = capsys.readouterr().err
     assert "--index 4" in err and "0..3" in err and "\n" not in err.strip()
     assert main(["data", "show", "--dataset", "paths", "--count", "0"]) == 2
+
+
+def test_show_with_a_config_writes_what_that_config_trains_on(tmp_path, capsys):
+    """``--config paths`` takes the packaged config's dataset and options (256 px scenes of 8 px
+    cells, not the dataset's own 128 px defaults), and ``-o`` changes them."""
+    import pdn
+    from pdn.engine.config import load_config
+
+    out = tmp_path / "shown"
+    argv = ["data", "show", "--config", "paths", "--split", "test", "-o", "turns=0"]
+    assert main([*argv, "--index", "1", "--out", str(out)]) == 0
+    options = {**load_config("paths").data.options, "turns": 0}
+    assert options["size"] == 256 and options["cell"] == 8
+    image, mask = pdn.build_dataset("folder", root=out, split="all")[0]
+    source = pdn.build_dataset("paths", split="test", **options)[1]
+    assert image.shape == (3, 256, 256)
+    assert np.array_equal(image.numpy(), source[0].numpy())
+    assert np.array_equal(mask.numpy(), source[1].numpy())
+    capsys.readouterr()
+    for wrong in (["--config", "paths", "--dataset", "paths"], []):
+        assert main(["data", "show", *wrong, "--out", str(tmp_path / "no")]) == 2
+        err = capsys.readouterr().err
+        assert "--dataset NAME or --config CONFIG" in err and "\n" not in err.strip()
+    assert not (tmp_path / "no").exists()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -295,6 +296,23 @@ _SPEED_SECTIONS = {
 }
 
 
+def _ablation_tasks_help() -> str:
+    """The tasks of ``pdn bench ablation``, one wrapped paragraph each, from their definitions."""
+    from ..bench.ablation import TASKS
+
+    lines = ["tasks:"]
+    for name, task in TASKS.items():
+        lines.append(
+            textwrap.fill(
+                f"{name}: {task.description} (config {task.config})",
+                width=88,
+                initial_indent="  ",
+                subsequent_indent="    ",
+            )
+        )
+    return "\n".join(lines)
+
+
 def _register_ablation(actions: Any) -> None:
     from ..bench.ablation import VARIANTS
 
@@ -302,7 +320,9 @@ def _register_ablation(actions: Any) -> None:
     ablation = actions.add_parser(
         "ablation",
         help="train baseline heads and PDN variants with the same budget and seeds, table mIoU",
-        description=ABLATION_DESCRIPTION.format(variants=variants),
+        description=textwrap.fill(ABLATION_DESCRIPTION.format(variants=variants), width=88),
+        epilog=_ablation_tasks_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_ablation_run_arguments(ablation)
     _add_ablation_recipe_arguments(ablation)
@@ -316,11 +336,7 @@ def _add_ablation_run_arguments(ablation: argparse.ArgumentParser) -> None:
     ablation.add_argument(
         "task",
         choices=sorted(TASKS),
-        help="context (the generated benchmark, 64 px scenes as in make demo), context128, "
-        "context256 (larger scenes: at 256 px the tiny backbone's fcn cannot see the cue), "
-        "context256-segments (256 px, the cue cut into 8 runs of columns that each label the "
-        "objects in line with them, so pooling the whole image does not name the class) or "
-        "nuclei (the real image)",
+        help="the task to train on (each is described after the options)",
     )
     ablation.add_argument(
         "--backbone",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import build_dataset, check_dataset, dataset_options, list_datasets
-from ..engine.config import parse_override
+from ..engine.config import load_config, packaged_configs, parse_override, to_plain
 from ..engine.visualize import write_samples
 from ..errors import ConfigError
 
@@ -33,33 +33,49 @@ def _datasets_help() -> str:
     return "\n".join(lines)
 
 
+def open_dataset(args: argparse.Namespace) -> tuple[str, Any]:
+    """The dataset that ``--dataset`` or ``--config`` names, with ``--root`` and ``-o`` options
+    applied over the config's ``data.root`` and ``data.options``: ``(name, dataset)``."""
+    if (args.dataset is None) == (args.config is None):
+        both = ", not both" if args.dataset is not None else ""
+        raise ConfigError(
+            f"give --dataset NAME or --config CONFIG (a packaged config name or a YAML file){both}"
+        )
+    name, root, options = args.dataset, args.root, {}
+    if args.config is not None:
+        data = load_config(args.config).data
+        name = data.name
+        root = data.root if root is None else root
+        options = dict(to_plain(data.options))
+    options.update(parse_option(text) for text in args.option)
+    return name, build_dataset(name, root=root, split=args.split, **options)
+
+
 def run_check(args: argparse.Namespace) -> int:
-    options = dict(parse_option(text) for text in args.option)
-    dataset = build_dataset(args.dataset, root=args.root, split=args.split, **options)
+    name, dataset = open_dataset(args)
     where = f", root {dataset.root}" if getattr(dataset, "root", None) is not None else ""
-    print(f"dataset: {args.dataset} (split {dataset.split}{where})")
+    print(f"dataset: {name} (split {dataset.split}{where})")
     report = check_dataset(dataset, progress=not args.no_progress and sys.stderr.isatty())
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
 
 def run_show(args: argparse.Namespace) -> int:
-    options = dict(parse_option(text) for text in args.option)
-    dataset = build_dataset(args.dataset, root=args.root, split=args.split, **options)
+    name, dataset = open_dataset(args)
     if args.count < 1:
         raise ConfigError(f"--count must be at least 1, got {args.count}")
     indices = args.index if args.index else list(range(min(args.count, len(dataset))))
     for index in indices:
         if not 0 <= index < len(dataset):
             raise ConfigError(
-                f"--index {index}: split {dataset.split} of {args.dataset} has samples "
+                f"--index {index}: split {dataset.split} of {name} has samples "
                 f"0..{len(dataset) - 1}"
             )
     out = Path(args.out)
     written = write_samples(dataset, indices, out / "images", out / "masks", stem="sample")
     (out / "classes.txt").write_text("\n".join(dataset.classes) + "\n", encoding="utf-8")
     print(
-        f"wrote {len(written)} sample{'s' if len(written) != 1 else ''} of {args.dataset} (split {dataset.split}) to {out}: "
+        f"wrote {len(written)} sample{'s' if len(written) != 1 else ''} of {name} (split {dataset.split}) to {out}: "
         "images/sampleI.png, masks/sampleI.png (palette PNGs, values the class indices), "
         f"classes.txt; read back as --dataset folder --root {out} --split all"
     )
@@ -69,9 +85,17 @@ def run_show(args: argparse.Namespace) -> int:
 def _add_dataset_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
     parser.add_argument(
         "--dataset",
-        required=True,
+        default=None,
         metavar="NAME",
         help=f"dataset name: {', '.join(list_datasets())}",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="CONFIG",
+        help="instead of --dataset: the dataset, root and options of a run config (a packaged "
+        f"name: {', '.join(packaged_configs())}; or a YAML file), i.e. what pdn train CONFIG "
+        "trains on; --root and -o change them",
     )
     parser.add_argument(
         "--root",

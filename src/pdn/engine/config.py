@@ -60,9 +60,7 @@ class ModelConfig:
 class DataConfig:
     """Dataset and augmentation."""
 
-    name: str = (
-        "context"  # ade20k | voc | pascal_context59 | cityscapes | folder | nuclei | context
-    )
+    name: str = "context"  # a registered dataset (pdn.data.list_datasets(), pdn data check --help)
     root: str | None = None  # dataset directory (None: the dataset's default, if it has one)
     train_split: str = "train"
     val_split: str | None = "val"  # None: no evaluation
