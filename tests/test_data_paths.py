@@ -177,3 +177,25 @@ def test_the_ceiling_of_path_following_by_depth():
     assert P.sweep_follower_miou(needed, 8) == pytest.approx(1.0)
     assert P.sweep_follower_miou(needed, 0) == pytest.approx(P.LOCAL_MIOU_CEILING)
     assert P.sweep_follower_miou(needed, 2) == pytest.approx(P.guess_miou(0.75 + 0.25 / 4))
+
+
+def test_the_cell_map_is_the_painted_scene_read_at_the_cells_centres(dataset):
+    """``cell_map`` (what ``benchmarks/paths_heads.py`` trains on) says of every cell what the
+    painted scene shows at its centre: the mask's label, a cue's colour, path or object grey."""
+    for index in range(3):
+        layout, colours = dataset.layout(index), dataset.colours(index)
+        image, mask = P.paint(layout, colours)
+        features, labels = P.cell_map(layout, colours)
+        centre = layout.cell // 2
+        grid = image.shape[1] // layout.cell
+        assert features.shape == (len(P.CELL_FEATURES), grid, grid)
+        at_centres = image[:, centre :: layout.cell, centre :: layout.cell]
+        assert np.array_equal(labels, mask[centre :: layout.cell, centre :: layout.cell])
+        assert np.all(at_centres[:, features[0] == 1] == P.PATH_GREY)
+        assert np.all(at_centres[:, features[1] == 1] == P.OBJECT_GREY)
+        for colour, rgb in enumerate(P.CUE_COLORS):
+            cells = features[3 + colour] == 1
+            assert np.all(features[2][cells] == 1)
+            assert np.all(at_centres[:, cells].T == rgb)
+        assert features[3:].sum() == features[2].sum() == 4 * len(layout.cues)
+        assert np.all(features[:3].sum(axis=0) <= 1)  # a cell is one thing at most

@@ -112,7 +112,8 @@ class PathsLayout:
     cell: int = DEFAULT_CELL
 
 
-def _block_cells(corner: tuple[int, int]) -> list[tuple[int, int]]:
+def block_cells(corner: tuple[int, int]) -> list[tuple[int, int]]:
+    """The cells of the 2 x 2-cell square (a cue or an object) whose top-left cell is ``corner``."""
     return [(corner[0] + dr, corner[1] + dc) for dr in range(BLOCK) for dc in range(BLOCK)]
 
 
@@ -250,7 +251,7 @@ def draw_routes(rng: np.random.Generator, grid: int, pairs: int, turns: int) -> 
             if len(corners) == 2 * pairs:
                 break
             corner = (int(rng.integers(grid - BLOCK + 1)), int(rng.integers(grid - BLOCK + 1)))
-            cells = set(_block_cells(corner))
+            cells = set(block_cells(corner))
             if not cells & taken:
                 corners.append(corner)
                 taken |= _dilate(_dilate(cells, grid), grid)  # two free cells between squares
@@ -260,7 +261,7 @@ def draw_routes(rng: np.random.Generator, grid: int, pairs: int, turns: int) -> 
         order = _assignment(cues, objects, rng)
         if order is None:
             continue
-        squares = {k: set(_block_cells(c)) for k, c in enumerate(corners)}
+        squares = {k: set(block_cells(c)) for k, c in enumerate(corners)}
         paths: list[list[tuple[int, int]]] = [[] for _ in range(pairs)]
         used: set[tuple[int, int]] = set()
         for k in rng.permutation(pairs).tolist():
@@ -303,9 +304,7 @@ def paint(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, np.n
             _join(image, a, b, PATH_GREY, cell)
         _join(image, route[0], route[0], PATH_GREY, cell)  # a route of one cell
         for end, square in ((route[0], cue), (route[-1], obj)):
-            inside = min(
-                _block_cells(square), key=lambda q: abs(q[0] - end[0]) + abs(q[1] - end[1])
-            )
+            inside = min(block_cells(square), key=lambda q: abs(q[0] - end[0]) + abs(q[1] - end[1]))
             _join(image, end, inside, PATH_GREY, cell)
         rows, cols = _square(obj, cell)
         image[rows, cols] = OBJECT_GREY
@@ -331,6 +330,32 @@ def cue_mask(layout: PathsLayout, index: int) -> np.ndarray:
     return mask
 
 
+CELL_FEATURES = ("path", "object", "cue", "red cue", "green cue", "blue cue", "yellow cue")
+
+
+def cell_map(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The scene on its grid of cells, as an ideal backbone with one site per cell would see it:
+    float32 ``(7, g, g)``, channel ``j`` 1 where the cell is a :data:`CELL_FEATURES` ``[j]`` (a
+    cell of a path, of an object, of a cue, of a cue of that colour), else 0; and the labels
+    int64 ``(g, g)``, an object's cells ``1 + colours[k]``, every other cell 0 (``g = size /
+    cell``). ``benchmarks/paths_heads.py`` trains heads on it."""
+    grid = layout.background.shape[0] // layout.cell
+    features = np.zeros((len(CELL_FEATURES), grid, grid), np.float32)
+    labels = np.zeros((grid, grid), np.int64)
+    for route, obj, cue, colour in zip(
+        layout.paths, layout.objects, layout.cues, colours, strict=True
+    ):
+        for r, c in route:
+            features[0, r, c] = 1
+        for r, c in block_cells(obj):
+            features[1, r, c] = 1
+            labels[r, c] = 1 + int(colour)
+        for r, c in block_cells(cue):
+            features[2, r, c] = 1
+            features[3 + int(colour), r, c] = 1
+    return features, labels
+
+
 def sweep_layers_needed(layout: PathsLayout, index: int, lateral: int = 1, limit: int = 64) -> int:
     """The fewest sweep layers that carry the colour of cue ``index`` along its own path to its
     object, on the grid of cells (one cell per site of the map the head sees, as in the
@@ -345,9 +370,9 @@ def sweep_layers_needed(layout: PathsLayout, index: int, lateral: int = 1, limit
     must: with ``lateral=1`` a step never reaches another path, which keeps a free cell from it.
     The backbone's own reach (a few cells) is ignored."""
     cells = set(layout.paths[index])
-    cells |= set(_block_cells(layout.cues[index])) | set(_block_cells(layout.objects[index]))
-    goal = set(_block_cells(layout.objects[index]))
-    reached = set(_block_cells(layout.cues[index]))
+    cells |= set(block_cells(layout.cues[index])) | set(block_cells(layout.objects[index]))
+    goal = set(block_cells(layout.objects[index]))
+    reached = set(block_cells(layout.cues[index]))
     sideways = range(-lateral, lateral + 1)
     for layers in range(1, limit + 1):
         carried = set(reached)

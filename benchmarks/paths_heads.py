@@ -1,0 +1,151 @@
+"""Can a context head follow the paths when its input already says what every cell is?
+
+    .venv/bin/python benchmarks/paths_heads.py [--turns 0 2] [--heads fcn aspp ppm pdn pdn-L4]
+        [--iters 1000] [--batch 8] [--channels 32] [--reach 0] [--seeds 0]
+        [--train-scenes 2000] [--test-scenes 200]
+
+The paths benchmark trains a backbone and a head together, from scratch, and every head so far
+stays near the bound (BENCHMARKS.md, "Paths"). This separates the two: each scene of the packaged
+layout (32 x 32 cells, 4 pairs; one cell per site of the stride-8 map the head sees) becomes the
+map an ideal backbone would give (:func:`pdn.data.paths.cell_map`), ``(7, 32, 32)``: whether the
+cell is on a path, on an object, on a cue, and the cue's colour one-hot (4 channels, zero off the
+cues), and its labels the objects' classes per cell (background 0). A 1x1 conv-BN-ReLU to ``--channels`` stands in for the backbone,
+so nothing beyond a cell reaches the head except through the head itself (``--reach R`` adds R
+3x3 conv-BN-ReLUs, so that each site sees R cells around it, as a backbone's features do); the
+head is the registry's (``pdn.models.build.ARCHITECTURES``, the same class and defaults ``pdn
+train`` builds, ASPP with its rates at output stride 8; no image skip, as the map already holds
+the colours), trained with AdamW (lr 2e-3, weight decay 1e-4, linear
+decay), the class weights of ``configs/paths.yaml`` and random horizontal flips, and scored by
+mIoU on the test split's cells. Beside each head's score: the ceiling of a sweep that follows
+exactly the paths its depth can carry (:func:`pdn.data.paths.sweep_follower_miou`), a blind guess
+(31.4) and the scene's most frequent cue colour (49.0).
+
+Heads: ``fcn``, ``aspp``, ``ppm``, ``pdn`` (the default: L=2, chrono init) and ``pdn-LN`` for
+``N`` layers. One thread, beside two training runs on dev-cpu: fcn 23 s, aspp 111 s, pdn 202 s,
+pdn-L4 362 s at the defaults, plus about two minutes of drawing per ``turns`` setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from pdn import build_dataset
+from pdn.data import paths
+from pdn.engine.config import load_config
+from pdn.engine.trainer import labelled_weight, training_loss
+from pdn.metrics import SegmentationMetric
+from pdn.models.build import ARCHITECTURES
+from pdn.models.heads import conv_bn_relu
+
+def draw_split(split: str, scenes: int, turns: int) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """``scenes`` scenes of the packaged layout as cell maps: ``(N, 7, g, g)``, ``(N, g, g)``,
+    and the layers each object's path needs (:func:`pdn.data.paths.sweep_layers_needed`)."""
+    options = dict(load_config("paths").data.options, turns=turns)
+    dataset = build_dataset("paths", split=split, num_samples=scenes, **options)
+    maps, masks, needed = [], [], []
+    for index in range(scenes):
+        layout = dataset.layout(index)
+        features, labels = paths.cell_map(layout, dataset.colours(index))
+        maps.append(features)
+        masks.append(labels)
+        needed += [paths.sweep_layers_needed(layout, k) for k in range(dataset.pairs)]
+    return torch.from_numpy(np.stack(maps)), torch.from_numpy(np.stack(masks)), needed
+
+
+def build_head(name: str, channels: int, reach: int = 0) -> nn.Module:
+    """The stand-in backbone (a 1x1 conv-BN-ReLU, then ``reach`` 3x3 ones: each site sees
+    ``reach`` cells around it) and the registry's head ``name`` (``pdn-LN``: N layers)."""
+    match = re.fullmatch(r"pdn-L(\d+)", name)
+    arch, options = ("pdn", {"num_layers": int(match.group(1))}) if match else (name, {})
+    head = ARCHITECTURES.get(arch).build(
+        channels, len(paths.PATHS_CLASSES), output_stride=8, channels=channels, **options
+    )
+    stem = [conv_bn_relu(len(paths.CELL_FEATURES), channels, 1)]
+    stem += [conv_bn_relu(channels, channels, 3) for _ in range(reach)]
+    return nn.Sequential(*stem, head)
+
+
+def train_and_score(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    iters: int,
+    batch: int,
+    seed: int,
+) -> float:
+    """Train ``model`` on ``train`` and return its mIoU on ``test``."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.tensor(load_config("paths").train.class_weights, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / iters)
+    maps, masks = train
+    model.train()
+    for _ in range(iters):
+        pick = torch.randint(len(maps), (batch,), generator=generator)
+        x, y = maps[pick], masks[pick]
+        flip = torch.rand(batch, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        y = torch.where(flip[:, None, None], y.flip(-1), y)
+        total, _, _ = training_loss(model(x), None, y, 0.0, weights)
+        optimizer.zero_grad(set_to_none=True)
+        (total / labelled_weight(y, weights)).backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    metric = SegmentationMetric(len(paths.PATHS_CLASSES))
+    with torch.no_grad():
+        for start in range(0, len(test[0]), 50):
+            metric.update(model(test[0][start : start + 50]), test[1][start : start + 50])
+    return metric.compute().mIoU
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--heads", nargs="+", default=["fcn", "aspp", "ppm", "pdn", "pdn-L4"])
+    parser.add_argument("--iters", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--reach", type=int, default=0, help="3x3 convs in the stand-in backbone")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--train-scenes", type=int, default=2000)
+    parser.add_argument("--test-scenes", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    print("| turns | head | parameters | mIoU % per seed | follower ceiling % | s per run |")
+    print("|---|---|---|---|---|---|")
+    for turns in args.turns:
+        train = draw_split("train", args.train_scenes, turns)[:2]
+        *test, needed = draw_split("test", args.test_scenes, turns)
+        for name in args.heads:
+            scores, seconds = [], 0.0
+            for seed in args.seeds:
+                torch.manual_seed(seed)
+                model = build_head(name, args.channels, args.reach)
+                start = time.perf_counter()
+                scores.append(train_and_score(model, train, test, args.iters, args.batch, seed))
+                seconds += time.perf_counter() - start
+            layers = getattr(model[-1], "diffusion", None)
+            ceiling = (
+                f"{100 * paths.sweep_follower_miou(needed, len(layers.layers)):.1f}"
+                if layers is not None
+                else "-"
+            )
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            per_seed = " / ".join(f"{100 * s:.1f}" for s in scores)
+            print(
+                f"| {turns} | {name} | {params:.2f} M | {per_seed} | {ceiling} | "
+                f"{seconds / len(args.seeds):.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
