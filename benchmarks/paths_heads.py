@@ -43,6 +43,7 @@ from pdn.metrics import SegmentationMetric
 from pdn.models.build import ARCHITECTURES
 from pdn.models.heads import conv_bn_relu
 
+
 def draw_split(split: str, scenes: int, turns: int) -> tuple[torch.Tensor, torch.Tensor, list]:
     """``scenes`` scenes of the packaged layout as cell maps: ``(N, 7, g, g)``, ``(N, g, g)``,
     and the layers each object's path needs (:func:`pdn.data.paths.sweep_layers_needed`)."""

@@ -196,6 +196,6 @@ def test_the_cell_map_is_the_painted_scene_read_at_the_cells_centres(dataset):
         for colour, rgb in enumerate(P.CUE_COLORS):
             cells = features[3 + colour] == 1
             assert np.all(features[2][cells] == 1)
-            assert np.all(at_centres[:, cells].T == rgb)
+            assert np.all(rgb == at_centres[:, cells].T)
         assert features[3:].sum() == features[2].sum() == 4 * len(layout.cues)
         assert np.all(features[:3].sum(axis=0) <= 1)  # a cell is one thing at most
