@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,20 +44,48 @@ from pdn.metrics import SegmentationMetric
 from pdn.models.build import ARCHITECTURES
 from pdn.models.heads import conv_bn_relu
 
+LAYERS_SPLIT = 2  # objects are scored apart by whether this many sweep layers carry their cue
 
-def draw_split(split: str, scenes: int, turns: int) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """``scenes`` scenes of the packaged layout as cell maps: ``(N, 7, g, g)``, ``(N, g, g)``,
-    and the layers each object's path needs (:func:`pdn.data.paths.sweep_layers_needed`)."""
+
+@dataclass
+class Split:
+    """Scenes as cell maps: ``maps`` ``(N, 7, g, g)``, ``masks`` ``(N, g, g)``; per object (scene
+    by scene, ``N * pairs``): its top-left cell, its class, whether its colour is one of the most
+    frequent of its scene's cues, and the sweep layers its path needs
+    (:func:`pdn.data.paths.sweep_layers_needed`)."""
+
+    maps: torch.Tensor
+    masks: torch.Tensor
+    corners: list[tuple[int, int, int]]  # (scene, row, col)
+    classes: np.ndarray
+    of_a_mode: np.ndarray
+    needed: np.ndarray
+
+
+def draw_split(split: str, scenes: int, turns: int) -> Split:
+    """``scenes`` scenes of the packaged layout with ``turns`` waypoints per path."""
     options = dict(load_config("paths").data.options, turns=turns)
     dataset = build_dataset("paths", split=split, num_samples=scenes, **options)
-    maps, masks, needed = [], [], []
+    maps, masks, corners, classes, of_a_mode, needed = [], [], [], [], [], []
     for index in range(scenes):
-        layout = dataset.layout(index)
-        features, labels = paths.cell_map(layout, dataset.colours(index))
+        layout, colours = dataset.layout(index), dataset.colours(index)
+        features, labels = paths.cell_map(layout, colours)
         maps.append(features)
         masks.append(labels)
-        needed += [paths.sweep_layers_needed(layout, k) for k in range(dataset.pairs)]
-    return torch.from_numpy(np.stack(maps)), torch.from_numpy(np.stack(masks)), needed
+        counts = np.bincount(colours, minlength=4)
+        for k, (row, col) in enumerate(layout.objects):
+            corners.append((index, row, col))
+            classes.append(1 + colours[k])
+            of_a_mode.append(counts[colours[k]] == counts.max())
+            needed.append(paths.sweep_layers_needed(layout, k))
+    return Split(
+        torch.from_numpy(np.stack(maps)),
+        torch.from_numpy(np.stack(masks)),
+        corners,
+        np.asarray(classes),
+        np.asarray(of_a_mode),
+        np.asarray(needed),
+    )
 
 
 def build_head(name: str, channels: int, reach: int = 0) -> nn.Module:
@@ -72,24 +101,17 @@ def build_head(name: str, channels: int, reach: int = 0) -> nn.Module:
     return nn.Sequential(*stem, head)
 
 
-def train_and_score(
-    model: nn.Module,
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    iters: int,
-    batch: int,
-    seed: int,
-) -> float:
-    """Train ``model`` on ``train`` and return its mIoU on ``test``."""
+def train(model: nn.Module, split: Split, iters: int, batch: int, seed: int) -> None:
+    """AdamW on random batches of ``split`` with random horizontal flips, the packaged
+    config's class weights."""
     generator = torch.Generator().manual_seed(seed)
     weights = torch.tensor(load_config("paths").train.class_weights, dtype=torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / iters)
-    maps, masks = train
     model.train()
     for _ in range(iters):
-        pick = torch.randint(len(maps), (batch,), generator=generator)
-        x, y = maps[pick], masks[pick]
+        pick = torch.randint(len(split.maps), (batch,), generator=generator)
+        x, y = split.maps[pick], split.masks[pick]
         flip = torch.rand(batch, generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         y = torch.where(flip[:, None, None], y.flip(-1), y)
@@ -98,12 +120,22 @@ def train_and_score(
         (total / labelled_weight(y, weights)).backward()
         optimizer.step()
         schedule.step()
+
+
+@torch.no_grad()
+def score(model: nn.Module, split: Split) -> tuple[float, np.ndarray]:
+    """mIoU over ``split``'s cells, and per object whether most of its 4 cells get its class."""
     model.eval()
+    predictions = torch.cat([model(maps).argmax(1) for maps in split.maps.split(50)])
     metric = SegmentationMetric(len(paths.PATHS_CLASSES))
-    with torch.no_grad():
-        for start in range(0, len(test[0]), 50):
-            metric.update(model(test[0][start : start + 50]), test[1][start : start + 50])
-    return metric.compute().mIoU
+    metric.update(predictions, split.masks)
+    right = np.asarray(
+        [
+            int((predictions[i, r : r + 2, c : c + 2] == label).sum()) > 2
+            for (i, r, c), label in zip(split.corners, split.classes, strict=True)
+        ]
+    )
+    return metric.compute().mIoU, right
 
 
 def main() -> None:
@@ -120,29 +152,47 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    print("| turns | head | parameters | mIoU % per seed | follower ceiling % | s per run |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| turns | head | parameters | mIoU % per seed | objects right % (all / colour not the "
+        f"scene's mode / path <= {LAYERS_SPLIT} layers / > {LAYERS_SPLIT}) | follower ceiling "
+        "% | s per run |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for turns in args.turns:
-        train = draw_split("train", args.train_scenes, turns)[:2]
-        *test, needed = draw_split("test", args.test_scenes, turns)
+        train_split = draw_split("train", args.train_scenes, turns)
+        test_split = draw_split("test", args.test_scenes, turns)
+        short = test_split.needed <= LAYERS_SPLIT
         for name in args.heads:
-            scores, seconds = [], 0.0
+            scores, rights, seconds = [], [], 0.0
             for seed in args.seeds:
                 torch.manual_seed(seed)
                 model = build_head(name, args.channels, args.reach)
                 start = time.perf_counter()
-                scores.append(train_and_score(model, train, test, args.iters, args.batch, seed))
+                train(model, train_split, args.iters, args.batch, seed)
                 seconds += time.perf_counter() - start
+                miou, right = score(model, test_split)
+                scores.append(miou)
+                rights.append(right)
+            right = np.concatenate(rights)  # every seed's objects
+            groups = (
+                np.ones_like(short),
+                ~test_split.of_a_mode,
+                short,
+                ~short,
+            )
+            objects = " / ".join(
+                f"{100 * right[np.tile(group, len(args.seeds))].mean():.0f}" for group in groups
+            )
             layers = getattr(model[-1], "diffusion", None)
             ceiling = (
-                f"{100 * paths.sweep_follower_miou(needed, len(layers.layers)):.1f}"
+                f"{100 * paths.sweep_follower_miou(test_split.needed, len(layers.layers)):.1f}"
                 if layers is not None
                 else "-"
             )
             params = sum(p.numel() for p in model.parameters()) / 1e6
             per_seed = " / ".join(f"{100 * s:.1f}" for s in scores)
             print(
-                f"| {turns} | {name} | {params:.2f} M | {per_seed} | {ceiling} | "
+                f"| {turns} | {name} | {params:.2f} M | {per_seed} | {objects} | {ceiling} | "
                 f"{seconds / len(args.seeds):.0f} |",
                 flush=True,
             )
