@@ -1,7 +1,7 @@
 """Can a context head follow the paths when its input already says what every cell is?
 
     .venv/bin/python benchmarks/paths_heads.py [--turns 0 2] [--heads fcn aspp ppm pdn pdn-L4]
-        [--iters 1000] [--batch 8] [--channels 32] [--reach 0] [--seeds 0]
+        [--iters 1000] [--batch 8] [--channels 32] [--reach 0] [--input cells] [--seeds 0]
         [--train-scenes 2000] [--test-scenes 200]
 
 The paths benchmark trains a backbone and a head together, from scratch, and every head so far
@@ -9,16 +9,22 @@ stays near the bound (BENCHMARKS.md, "Paths"). This separates the two: each scen
 layout (32 x 32 cells, 4 pairs; one cell per site of the stride-8 map the head sees) becomes the
 map an ideal backbone would give (:func:`pdn.data.paths.cell_map`), ``(7, 32, 32)``: whether the
 cell is on a path, on an object, on a cue, and the cue's colour one-hot (4 channels, zero off the
-cues), and its labels the objects' classes per cell (background 0). A 1x1 conv-BN-ReLU to ``--channels`` stands in for the backbone,
-so nothing beyond a cell reaches the head except through the head itself (``--reach R`` adds R
-3x3 conv-BN-ReLUs, so that each site sees R cells around it, as a backbone's features do); the
-head is the registry's (``pdn.models.build.ARCHITECTURES``, the same class and defaults ``pdn
-train`` builds, ASPP with its rates at output stride 8; no image skip, as the map already holds
-the colours), trained with AdamW (lr 2e-3, weight decay 1e-4, linear
-decay), the class weights of ``configs/paths.yaml`` and random horizontal flips, and scored by
-mIoU on the test split's cells. Beside each head's score: the ceiling of a sweep that follows
-exactly the paths its depth can carry (:func:`pdn.data.paths.sweep_follower_miou`), a blind guess
-(31.4) and the scene's most frequent cue colour (49.0).
+cues), and its labels the objects' classes per cell (background 0). A 1x1 conv-BN-ReLU to
+``--channels`` stands in for the backbone, so nothing beyond a cell reaches the head except through
+the head itself (``--reach R`` adds R 3x3 conv-BN-ReLUs, so that each site sees R cells around it,
+as a backbone's features do); the head is the registry's (``pdn.models.build.ARCHITECTURES``, the
+same class and defaults ``pdn train`` builds, ASPP with its rates at output stride 8; no image
+skip, as the map already holds the colours). ``--input image`` gives the head the painted scene
+instead, normalised and averaged over each cell (what the image skip, ``model.image_skip``, hands
+the head beside the backbone's features): the same information, but grey paths on a textured
+background. Each head is trained with AdamW (lr 2e-3, weight decay 1e-4, linear decay), the class
+weights of ``configs/paths.yaml`` and random horizontal flips, and scored by mIoU on the test
+split's cells, and by the share of objects most of whose cells get the right class: of all, of
+those whose colour is not the most frequent of their scene's cues (where guessing that colour,
+which PPM's pooling can do, is always wrong), and of those whose path two sweep layers can carry or
+not. Beside each head's score: the ceiling of a sweep that follows exactly the paths its depth can
+carry (:func:`pdn.data.paths.sweep_follower_miou`), a blind guess (31.4) and the scene's most
+frequent cue colour (49.0).
 
 Heads: ``fcn``, ``aspp``, ``ppm``, ``pdn`` (the default: L=2, chrono init) and ``pdn-LN`` for
 ``N`` layers. One thread, beside two training runs on dev-cpu: fcn 23 s, aspp 111 s, pdn 202 s,
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pdn import build_dataset
@@ -41,6 +48,7 @@ from pdn.data import paths
 from pdn.engine.config import load_config
 from pdn.engine.trainer import labelled_weight, training_loss
 from pdn.metrics import SegmentationMetric
+from pdn.models.backbones.base import IMAGENET_NORMALIZATION
 from pdn.models.build import ARCHITECTURES
 from pdn.models.heads import conv_bn_relu
 
@@ -62,15 +70,24 @@ class Split:
     needed: np.ndarray
 
 
-def draw_split(split: str, scenes: int, turns: int) -> Split:
-    """``scenes`` scenes of the packaged layout with ``turns`` waypoints per path."""
+def pooled_image(layout: paths.PathsLayout, colours: tuple[int, ...]) -> np.ndarray:
+    """The painted scene, normalised as the tiny backbone normalises its input and averaged over
+    each cell: float32 ``(3, g, g)``, what the image skip (``model.image_skip``) hands the head."""
+    image, _ = paths.paint(layout, colours)
+    normalised = IMAGENET_NORMALIZATION(torch.from_numpy(image).float() / 255)
+    return F.avg_pool2d(normalised[None], layout.cell)[0].numpy()
+
+
+def draw_split(split: str, scenes: int, turns: int, source: str = "cells") -> Split:
+    """``scenes`` scenes of the packaged layout with ``turns`` waypoints per path, as their
+    :func:`~pdn.data.paths.cell_map` (``source="cells"``) or their :func:`pooled_image`."""
     options = dict(load_config("paths").data.options, turns=turns)
     dataset = build_dataset("paths", split=split, num_samples=scenes, **options)
     maps, masks, corners, classes, of_a_mode, needed = [], [], [], [], [], []
     for index in range(scenes):
         layout, colours = dataset.layout(index), dataset.colours(index)
         features, labels = paths.cell_map(layout, colours)
-        maps.append(features)
+        maps.append(features if source == "cells" else pooled_image(layout, colours))
         masks.append(labels)
         counts = np.bincount(colours, minlength=4)
         for k, (row, col) in enumerate(layout.objects):
@@ -88,7 +105,7 @@ def draw_split(split: str, scenes: int, turns: int) -> Split:
     )
 
 
-def build_head(name: str, channels: int, reach: int = 0) -> nn.Module:
+def build_head(name: str, channels: int, reach: int = 0, in_ch: int = 7) -> nn.Module:
     """The stand-in backbone (a 1x1 conv-BN-ReLU, then ``reach`` 3x3 ones: each site sees
     ``reach`` cells around it) and the registry's head ``name`` (``pdn-LN``: N layers)."""
     match = re.fullmatch(r"pdn-L(\d+)", name)
@@ -96,7 +113,7 @@ def build_head(name: str, channels: int, reach: int = 0) -> nn.Module:
     head = ARCHITECTURES.get(arch).build(
         channels, len(paths.PATHS_CLASSES), output_stride=8, channels=channels, **options
     )
-    stem = [conv_bn_relu(len(paths.CELL_FEATURES), channels, 1)]
+    stem = [conv_bn_relu(in_ch, channels, 1)]
     stem += [conv_bn_relu(channels, channels, 3) for _ in range(reach)]
     return nn.Sequential(*stem, head)
 
@@ -146,6 +163,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--reach", type=int, default=0, help="3x3 convs in the stand-in backbone")
+    parser.add_argument(
+        "--input",
+        choices=["cells", "image"],
+        default="cells",
+        help="the head's input: each cell's kind and cue colour, or the pooled painted scene",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--train-scenes", type=int, default=2000)
     parser.add_argument("--test-scenes", type=int, default=200)
@@ -159,14 +182,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for turns in args.turns:
-        train_split = draw_split("train", args.train_scenes, turns)
-        test_split = draw_split("test", args.test_scenes, turns)
+        train_split = draw_split("train", args.train_scenes, turns, args.input)
+        test_split = draw_split("test", args.test_scenes, turns, args.input)
         short = test_split.needed <= LAYERS_SPLIT
         for name in args.heads:
             scores, rights, seconds = [], [], 0.0
             for seed in args.seeds:
                 torch.manual_seed(seed)
-                model = build_head(name, args.channels, args.reach)
+                model = build_head(name, args.channels, args.reach, len(train_split.maps[0]))
                 start = time.perf_counter()
                 train(model, train_split, args.iters, args.batch, seed)
                 seconds += time.perf_counter() - start
