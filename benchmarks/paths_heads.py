@@ -1,7 +1,8 @@
 """Can a context head follow the paths when its input already says what every cell is?
 
     .venv/bin/python benchmarks/paths_heads.py [--turns 0 2] [--heads fcn aspp ppm pdn pdn-L4]
-        [--iters 1000] [--batch 8] [--channels 32] [--reach 0] [--input cells] [--seeds 0]
+        [--iters 1000] [--batch 8] [--channels 32] [--reach 0] [--skip] [--input cells]
+        [--seeds 0]
         [--train-scenes 2000] [--test-scenes 200]
 
 The paths benchmark trains a backbone and a head together, from scratch, and every head so far
@@ -12,7 +13,8 @@ cell is on a path, on an object, on a cue, and the cue's colour one-hot (4 chann
 cues), and its labels the objects' classes per cell (background 0). A 1x1 conv-BN-ReLU to
 ``--channels`` stands in for the backbone, so nothing beyond a cell reaches the head except through
 the head itself (``--reach R`` adds R 3x3 conv-BN-ReLUs, so that each site sees R cells around it,
-as a backbone's features do); the head is the registry's (``pdn.models.build.ARCHITECTURES``, the
+as a backbone's features do; ``--skip`` puts the head's input beside the stand-in's output, as
+the image skip does); the head is the registry's (``pdn.models.build.ARCHITECTURES``, the
 same class and defaults ``pdn train`` builds, ASPP with its rates at output stride 8; no image
 skip, as the map already holds the colours). ``--input image`` gives the head the painted scene
 instead, normalised and averaged over each cell (what the image skip, ``model.image_skip``, hands
@@ -105,17 +107,37 @@ def draw_split(split: str, scenes: int, turns: int, source: str = "cells") -> Sp
     )
 
 
-def build_head(name: str, channels: int, reach: int = 0, in_ch: int = 7) -> nn.Module:
+class InputSkip(nn.Module):
+    """The stand-in backbone's output with its own input beside it, ``(B, C, g, g)`` and
+    ``(B, C_in, g, g)`` -> ``(B, C + C_in, g, g)``, as the image skip puts the pooled image beside
+    the backbone's features."""
+
+    def __init__(self, stem: nn.Module):
+        super().__init__()
+        self.stem = stem
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.stem(x), x], dim=1)
+
+
+def build_head(
+    name: str, channels: int, reach: int = 0, in_ch: int = 7, skip: bool = False
+) -> nn.Module:
     """The stand-in backbone (a 1x1 conv-BN-ReLU, then ``reach`` 3x3 ones: each site sees
     ``reach`` cells around it) and the registry's head ``name`` (``pdn-LN``: N layers)."""
     match = re.fullmatch(r"pdn-L(\d+)", name)
     arch, options = ("pdn", {"num_layers": int(match.group(1))}) if match else (name, {})
     head = ARCHITECTURES.get(arch).build(
-        channels, len(paths.PATHS_CLASSES), output_stride=8, channels=channels, **options
+        channels + in_ch * skip,
+        len(paths.PATHS_CLASSES),
+        output_stride=8,
+        channels=channels,
+        **options,
     )
     stem = [conv_bn_relu(in_ch, channels, 1)]
     stem += [conv_bn_relu(channels, channels, 3) for _ in range(reach)]
-    return nn.Sequential(*stem, head)
+    stem = nn.Sequential(*stem)
+    return nn.Sequential(InputSkip(stem) if skip else stem, head)
 
 
 def train(model: nn.Module, split: Split, iters: int, batch: int, seed: int) -> None:
@@ -164,6 +186,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--reach", type=int, default=0, help="3x3 convs in the stand-in backbone")
     parser.add_argument(
+        "--skip", action="store_true", help="the head's input beside the stand-in's output"
+    )
+    parser.add_argument(
         "--input",
         choices=["cells", "image"],
         default="cells",
@@ -189,7 +214,9 @@ def main() -> None:
             scores, rights, seconds = [], [], 0.0
             for seed in args.seeds:
                 torch.manual_seed(seed)
-                model = build_head(name, args.channels, args.reach, len(train_split.maps[0]))
+                model = build_head(
+                    name, args.channels, args.reach, len(train_split.maps[0]), args.skip
+                )
                 start = time.perf_counter()
                 train(model, train_split, args.iters, args.batch, seed)
                 seconds += time.perf_counter() - start
