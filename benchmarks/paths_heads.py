@@ -49,6 +49,7 @@ from pdn import build_dataset
 from pdn.data import paths
 from pdn.engine.config import load_config
 from pdn.engine.trainer import labelled_weight, training_loss
+from pdn.errors import ConfigError
 from pdn.metrics import SegmentationMetric
 from pdn.models.backbones.base import IMAGENET_NORMALIZATION
 from pdn.models.build import ARCHITECTURES
@@ -199,6 +200,11 @@ def main() -> None:
     parser.add_argument("--test-scenes", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    for name in args.heads:  # a wrong name fails here, before minutes of drawing
+        try:
+            build_head(name, args.channels)
+        except ConfigError as error:
+            parser.error(f"--heads {name}: {error}")
 
     print(
         "| turns | head | parameters | mIoU % per seed | objects right % (all / colour not the "
