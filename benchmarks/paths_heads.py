@@ -42,7 +42,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pdn import build_dataset
@@ -54,6 +53,7 @@ from pdn.metrics import SegmentationMetric
 from pdn.models.backbones.base import IMAGENET_NORMALIZATION
 from pdn.models.build import ARCHITECTURES
 from pdn.models.heads import conv_bn_relu
+from pdn.models.network import ImageSkip
 
 LAYERS_SPLIT = 2  # objects are scored apart by whether this many sweep layers carry their cue
 
@@ -77,13 +77,17 @@ def pooled_image(layout: paths.PathsLayout, colours: tuple[int, ...]) -> np.ndar
     """The painted scene, normalised as the tiny backbone normalises its input and averaged over
     each cell: float32 ``(3, g, g)``, what the image skip (``model.image_skip``) hands the head."""
     image, _ = paths.paint(layout, colours)
-    normalised = IMAGENET_NORMALIZATION(torch.from_numpy(image).float() / 255)
-    return F.avg_pool2d(normalised[None], layout.cell)[0].numpy()
+    normalised = IMAGENET_NORMALIZATION(torch.from_numpy(image).float() / 255)[None]
+    grid = image.shape[1] // layout.cell
+    return ImageSkip(layout.cell)(torch.empty(1, 0, grid, grid), normalised)[0].numpy()
 
 
-def draw_split(split: str, scenes: int, turns: int, source: str = "cells") -> Split:
+def draw_split(
+    split: str, scenes: int, turns: int, source: str = "cells", per_object: bool = True
+) -> Split:
     """``scenes`` scenes of the packaged layout with ``turns`` waypoints per path, as their
-    :func:`~pdn.data.paths.cell_map` (``source="cells"``) or their :func:`pooled_image`."""
+    :func:`~pdn.data.paths.cell_map` (``source="cells"``) or their :func:`pooled_image`; the
+    per-object fields (what scoring needs) stay empty unless ``per_object``."""
     options = dict(load_config("paths").data.options, turns=turns)
     dataset = build_dataset("paths", split=split, num_samples=scenes, **options)
     maps, masks, corners, classes, of_a_mode, needed = [], [], [], [], [], []
@@ -93,7 +97,7 @@ def draw_split(split: str, scenes: int, turns: int, source: str = "cells") -> Sp
         maps.append(features if source == "cells" else pooled_image(layout, colours))
         masks.append(labels)
         counts = np.bincount(colours, minlength=4)
-        for k, (row, col) in enumerate(layout.objects):
+        for k, (row, col) in enumerate(layout.objects if per_object else ()):
             corners.append((index, row, col))
             classes.append(1 + colours[k])
             of_a_mode.append(counts[colours[k]] == counts.max())
@@ -213,7 +217,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for turns in args.turns:
-        train_split = draw_split("train", args.train_scenes, turns, args.input)
+        train_split = draw_split("train", args.train_scenes, turns, args.input, per_object=False)
         test_split = draw_split("test", args.test_scenes, turns, args.input)
         short = test_split.needed <= LAYERS_SPLIT
         for name in args.heads:
