@@ -199,3 +199,34 @@ def test_the_cell_map_is_the_painted_scene_read_at_the_cells_centres(dataset):
             assert np.all(rgb == at_centres[:, cells].T)
         assert features[3:].sum() == features[2].sum() == 4 * len(layout.cues)
         assert np.all(features[:3].sum(axis=0) <= 1)  # a cell is one thing at most
+
+
+def test_the_parts_target_labels_what_is_painted_and_not_the_colour(dataset):
+    """``target="parts"`` labels the same scenes background / path / object / cue: exactly the
+    pixels painted as each, the colour target's objects, and the same mask for every colouring."""
+    parts = pdn.build_dataset(
+        "paths", split="val", size=96, pairs=3, turns=1, num_samples=6, target="parts"
+    )
+    assert parts.classes == P.PARTS_CLASSES and len(parts.palette) == len(P.PARTS_CLASSES)
+    for index in range(3):
+        image, labels = parts[index]
+        colour_image, colour_mask = dataset[index]
+        assert torch.equal(image, colour_image)
+        layout = parts.layout(index)
+        background = torch.from_numpy(layout.background).permute(2, 0, 1)
+        assert torch.equal(image[:, labels == 0], background[:, labels == 0])
+        assert torch.all(image[:, labels == 1] == P.PATH_GREY)
+        assert torch.equal(labels == 2, colour_mask > 0)
+        for k, colour in enumerate(parts.colours(index)):
+            cue = torch.from_numpy(P.cue_mask(layout, k))
+            assert torch.all(labels[cue] == 3)
+            assert torch.all(
+                torch.tensor(P.CUE_COLORS[colour], dtype=torch.uint8) == image[:, cue].T
+            )
+        assert int((labels == 3).sum()) == len(layout.cues) * (2 * layout.cell) ** 2
+        recoloured = P.paint(layout, [(c + 1) % 4 for c in parts.colours(index)], "parts")[1]
+        assert np.array_equal(recoloured, labels.numpy())
+    with pytest.raises(
+        ConfigError, match="target must be one of colour, parts.*did you mean parts"
+    ):
+        pdn.build_dataset("paths", split="train", target="part")

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..registry import close_matches_hint
 from .base import JointTransform, Sample, SegmentationDataset
 from .context import (
     CONTEXT_CLASSES,
@@ -78,6 +79,9 @@ PATH_GREY = 150
 WAYPOINT_MARGIN = 4  # cells (plus 1 per turn) a path's waypoints may lie beyond its ends' box
 LOCAL_MIOU_CEILING = 11 / 35
 PATHS_CLASSES = tuple(name.replace("-cue", "-cue path") for name in CONTEXT_CLASSES)
+PARTS_CLASSES = ("background", "path", "object", "cue")
+PARTS_PALETTE = [(0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 0, 255)]
+TARGETS = ("colour", "parts")
 
 
 def guess_miou(accuracy: float) -> float:
@@ -290,27 +294,37 @@ def _join(image: np.ndarray, a: tuple[int, int], b: tuple[int, int], value: int,
     image[r0 * cell + lo : r1 * cell + hi, c0 * cell + lo : c1 * cell + hi] = value
 
 
-def paint(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def paint(
+    layout: PathsLayout, colours: Sequence[int], target: str = "colour"
+) -> tuple[np.ndarray, np.ndarray]:
     """Paint ``layout``: cue ``k`` (the cue of object ``k``) in ``CUE_COLORS[colours[k]]``.
-    Returns ``image`` uint8 ``(3, size, size)`` and ``mask`` uint8 ``(size, size)``: object
-    ``k``'s pixels ``1 + colours[k]``, everything else 0."""
+    Returns ``image`` uint8 ``(3, size, size)`` and ``mask`` uint8 ``(size, size)``. With
+    ``target="colour"`` (the benchmark) object ``k``'s pixels are ``1 + colours[k]`` and
+    everything else 0; with ``target="parts"`` every pixel is its index in
+    :data:`PARTS_CLASSES` (background, path, object, cue), which says nothing of which cue an
+    object's path ends at."""
     image = layout.background.copy()
     mask = np.zeros(image.shape[:2], dtype=np.uint8)
+    parts = target == "parts"
     cell = layout.cell
     for k, (cue, obj, route) in enumerate(
         zip(layout.cues, layout.objects, layout.paths, strict=True)
     ):
-        for a, b in zip(route, route[1:], strict=False):
-            _join(image, a, b, PATH_GREY, cell)
-        _join(image, route[0], route[0], PATH_GREY, cell)  # a route of one cell
+        bars = list(zip(route, route[1:], strict=False)) + [(route[0], route[0])]
         for end, square in ((route[0], cue), (route[-1], obj)):
             inside = min(block_cells(square), key=lambda q: abs(q[0] - end[0]) + abs(q[1] - end[1]))
-            _join(image, end, inside, PATH_GREY, cell)
+            bars.append((end, inside))
+        for a, b in bars:
+            _join(image, a, b, PATH_GREY, cell)
+            if parts:
+                _join(mask, a, b, PARTS_CLASSES.index("path"), cell)
         rows, cols = _square(obj, cell)
         image[rows, cols] = OBJECT_GREY
-        mask[rows, cols] = 1 + int(colours[k])
+        mask[rows, cols] = PARTS_CLASSES.index("object") if parts else 1 + int(colours[k])
         rows, cols = _square(cue, cell)
         image[rows, cols] = CUE_COLORS[int(colours[k])]
+        if parts:
+            mask[rows, cols] = PARTS_CLASSES.index("cue")
     return np.ascontiguousarray(image.transpose(2, 0, 1)), mask
 
 
@@ -407,8 +421,10 @@ class PathsDataset(SegmentationDataset):
     Options: ``size`` (>= 64,
     default 128), ``cell`` (px per grid cell, a multiple of 4 that divides ``size``, default 4),
     ``pairs`` (objects and cues, 2-6, default 4), ``turns`` (waypoints per path, default 2: the
-    difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``.
-    ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same
+    difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``, ``target``
+    (``"colour"``, the benchmark; ``"parts"``: the same scenes labelled background / path /
+    object / cue, a local task, for pretraining a backbone to find the paths; see
+    ``docs/diagnostics.md``). ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same
     ``(seed, split, i)``. ``root`` must be ``None``."""
 
     def __init__(
@@ -423,9 +439,15 @@ class PathsDataset(SegmentationDataset):
         turns: int = 2,
         num_samples: int | None = None,
         seed: int = 0,
+        target: str = "colour",
     ):
         super().__init__(transforms=transforms)
         self.split = check_split("paths", split, tuple(SPLIT_STREAMS))
+        if target not in TARGETS:
+            raise ConfigError(
+                f"paths option target must be one of {', '.join(TARGETS)}, got {target!r}"
+                + close_matches_hint(target, TARGETS)
+            )
         if root is not None:
             raise ConfigError("dataset 'paths' is generated; it takes no root")
         check_int_options(
@@ -446,8 +468,9 @@ class PathsDataset(SegmentationDataset):
             )
         self.size, self.cell, self.pairs, self.turns, self.seed = size, cell, pairs, turns, seed
         self.num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
-        self.classes = PATHS_CLASSES
-        self.palette = list(CONTEXT_PALETTE)
+        self.target = target
+        self.classes = PARTS_CLASSES if target == "parts" else PATHS_CLASSES
+        self.palette = list(PARTS_PALETTE if target == "parts" else CONTEXT_PALETTE)
         self._routes: dict[int, Routes] = {}
 
     def __len__(self) -> int:
@@ -469,5 +492,5 @@ class PathsDataset(SegmentationDataset):
         return tuple(int(c) for c in self._stream(index, 1).integers(4, size=self.pairs))
 
     def load(self, index: int) -> Sample:
-        image, mask = paint(self.layout(index), self.colours(index))
+        image, mask = paint(self.layout(index), self.colours(index), self.target)
         return torch.from_numpy(image), torch.from_numpy(mask).to(torch.int64)
