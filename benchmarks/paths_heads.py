@@ -60,15 +60,15 @@ LAYERS_SPLIT = 2  # objects are scored apart by whether this many sweep layers c
 
 @dataclass
 class Split:
-    """Scenes as cell maps: ``maps`` ``(N, 7, g, g)``, ``masks`` ``(N, g, g)``; per object (scene
-    by scene, ``N * pairs``): its top-left cell, its class, whether its colour is one of the most
-    frequent of its scene's cues, and the sweep layers its path needs
+    """Scenes as cell maps: ``maps`` ``(N, 7, g, g)``, ``masks`` ``(N, g, g)``; the scenes
+    themselves (layout and cue colours, what scoring reads the objects from) and per object
+    (scene by scene, ``N * pairs``): whether its colour is one of the most frequent of its
+    scene's cues, and the sweep layers its path needs
     (:func:`pdn.data.paths.sweep_layers_needed`)."""
 
     maps: torch.Tensor
     masks: torch.Tensor
-    corners: list[tuple[int, int, int]]  # (scene, row, col)
-    classes: np.ndarray
+    scenes: list[tuple[paths.PathsLayout, tuple[int, ...]]]
     of_a_mode: np.ndarray
     needed: np.ndarray
 
@@ -83,30 +83,27 @@ def pooled_image(layout: paths.PathsLayout, colours: tuple[int, ...]) -> np.ndar
 
 
 def draw_split(
-    split: str, scenes: int, turns: int, source: str = "cells", per_object: bool = True
+    split: str, count: int, turns: int, source: str = "cells", per_object: bool = True
 ) -> Split:
-    """``scenes`` scenes of the packaged layout with ``turns`` waypoints per path, as their
+    """``count`` scenes of the packaged layout with ``turns`` waypoints per path, as their
     :func:`~pdn.data.paths.cell_map` (``source="cells"``) or their :func:`pooled_image`; the
     per-object fields (what scoring needs) stay empty unless ``per_object``."""
     options = dict(load_config("paths").data.options, turns=turns)
-    dataset = build_dataset("paths", split=split, num_samples=scenes, **options)
-    maps, masks, corners, classes, of_a_mode, needed = [], [], [], [], [], []
-    for index in range(scenes):
+    dataset = build_dataset("paths", split=split, num_samples=count, **options)
+    maps, masks, scenes, of_a_mode, needed = [], [], [], [], []
+    for index in range(count):
         layout, colours = dataset.layout(index), dataset.colours(index)
         features, labels = paths.cell_map(layout, colours)
         maps.append(features if source == "cells" else pooled_image(layout, colours))
         masks.append(labels)
-        counts = np.bincount(colours, minlength=4)
-        for k, (row, col) in enumerate(layout.objects if per_object else ()):
-            corners.append((index, row, col))
-            classes.append(1 + colours[k])
-            of_a_mode.append(counts[colours[k]] == counts.max())
-            needed.append(paths.sweep_layers_needed(layout, k))
+        if per_object:
+            scenes.append((layout, colours))
+            of_a_mode.extend(paths.of_the_mode(colours))
+            needed.extend(paths.sweep_layers_needed(layout, k) for k in range(len(colours)))
     return Split(
         torch.from_numpy(np.stack(maps)),
         torch.from_numpy(np.stack(masks)),
-        corners,
-        np.asarray(classes),
+        scenes,
         np.asarray(of_a_mode),
         np.asarray(needed),
     )
@@ -173,10 +170,10 @@ def score(model: nn.Module, split: Split) -> tuple[float, np.ndarray]:
     predictions = torch.cat([model(maps).argmax(1) for maps in split.maps.split(50)])
     metric = SegmentationMetric(len(paths.PATHS_CLASSES))
     metric.update(predictions, split.masks)
-    right = np.asarray(
+    right = np.concatenate(
         [
-            int((predictions[i, r : r + 2, c : c + 2] == label).sum()) > 2
-            for (i, r, c), label in zip(split.corners, split.classes, strict=True)
+            paths.objects_right(layout, colours, prediction.numpy())
+            for (layout, colours), prediction in zip(split.scenes, predictions, strict=True)
         ]
     )
     return metric.compute().mIoU, right

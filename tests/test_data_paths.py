@@ -230,3 +230,25 @@ def test_the_parts_target_labels_what_is_painted_and_not_the_colour(dataset):
         ConfigError, match="target must be one of colour, parts.*did you mean parts"
     ):
         pdn.build_dataset("paths", split="train", target="part")
+
+
+def test_objects_are_scored_by_the_majority_of_their_pixels_or_cells(dataset):
+    layout, colours = dataset.layout(0), dataset.colours(0)
+    _, mask = P.paint(layout, colours)
+    _, labels = P.cell_map(layout, colours)
+    assert P.objects_right(layout, colours, mask).all()
+    assert P.objects_right(layout, colours, labels).all()
+    (row, col), cell = layout.objects[1], layout.cell
+    wrong = mask.copy()
+    wrong[row * cell : (row + 1) * cell, col * cell : (col + 2) * cell] = 0  # half of object 1
+    assert P.objects_right(layout, colours, wrong).tolist() == [True, False, True]
+    wrong[row * cell, col * cell] = 1 + colours[1]  # one pixel more than half
+    assert P.objects_right(layout, colours, wrong).tolist() == [True, True, True]
+    recoloured = [(c + 1) % 4 for c in colours]
+    assert not P.objects_right(layout, recoloured, mask).any()
+
+
+def test_of_the_mode_marks_the_objects_a_mode_guess_gets_right():
+    assert P.of_the_mode((0, 0, 1, 2)).tolist() == [True, True, False, False]
+    assert P.of_the_mode((3, 1, 1, 3)).tolist() == [True, True, True, True]
+    assert P.of_the_mode((2, 0, 1, 3)).all()

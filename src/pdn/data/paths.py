@@ -370,6 +370,27 @@ def cell_map(layout: PathsLayout, colours: Sequence[int]) -> tuple[np.ndarray, n
     return features, labels
 
 
+def objects_right(
+    layout: PathsLayout, colours: Sequence[int], prediction: np.ndarray
+) -> np.ndarray:
+    """bool ``(pairs,)``: whether more than half of object ``k``'s pixels get its class ``1 +
+    colours[k]`` in ``prediction``, labels ``(size, size)`` or, one per cell, ``(g, g)``."""
+    scale = layout.cell if prediction.shape[0] == layout.background.shape[0] else 1
+    right = []
+    for obj, colour in zip(layout.objects, colours, strict=True):
+        square = prediction[_square(obj, scale)]
+        right.append(2 * int((square == 1 + int(colour)).sum()) > square.size)
+    return np.asarray(right)
+
+
+def of_the_mode(colours: Sequence[int]) -> np.ndarray:
+    """bool ``(pairs,)``: whether object ``k``'s colour is one of its scene's most frequent cue
+    colours, where guessing the mode (as pooling can) is right; off the mode it is always
+    wrong, so a model's accuracy there (chance: 1/4) tells path following from that guess."""
+    counts = np.bincount(np.asarray(colours, dtype=np.int64), minlength=4)
+    return counts[np.asarray(colours)] == counts.max()
+
+
 def sweep_layers_needed(layout: PathsLayout, index: int, lateral: int = 1, limit: int = 64) -> int:
     """The fewest sweep layers that carry the colour of cue ``index`` along its own path to its
     object, on the grid of cells (one cell per site of the map the head sees, as in the
