@@ -71,6 +71,7 @@ class Split:
     scenes: list[tuple[paths.PathsLayout, tuple[int, ...]]]
     of_a_mode: np.ndarray
     needed: np.ndarray
+    source: str
 
 
 def pooled_image(layout: paths.PathsLayout, colours: tuple[int, ...]) -> np.ndarray:
@@ -80,6 +81,14 @@ def pooled_image(layout: paths.PathsLayout, colours: tuple[int, ...]) -> np.ndar
     normalised = IMAGENET_NORMALIZATION(torch.from_numpy(image).float() / 255)[None]
     grid = image.shape[1] // layout.cell
     return ImageSkip(layout.cell)(torch.empty(1, 0, grid, grid), normalised)[0].numpy()
+
+
+def scene_map(layout: paths.PathsLayout, colours: tuple[int, ...], source: str) -> np.ndarray:
+    """The head's input for one scene: its :func:`~pdn.data.paths.cell_map` features
+    (``source="cells"``) or its :func:`pooled_image`."""
+    return (
+        paths.cell_map(layout, colours)[0] if source == "cells" else pooled_image(layout, colours)
+    )
 
 
 def draw_split(
@@ -93,9 +102,8 @@ def draw_split(
     maps, masks, scenes, of_a_mode, needed = [], [], [], [], []
     for index in range(count):
         layout, colours = dataset.layout(index), dataset.colours(index)
-        features, labels = paths.cell_map(layout, colours)
-        maps.append(features if source == "cells" else pooled_image(layout, colours))
-        masks.append(labels)
+        maps.append(scene_map(layout, colours, source))
+        masks.append(paths.cell_map(layout, colours)[1])
         if per_object:
             scenes.append((layout, colours))
             of_a_mode.extend(paths.of_the_mode(colours))
@@ -106,6 +114,7 @@ def draw_split(
         scenes,
         np.asarray(of_a_mode),
         np.asarray(needed),
+        source,
     )
 
 
@@ -164,19 +173,22 @@ def train(model: nn.Module, split: Split, iters: int, batch: int, seed: int) -> 
 
 
 @torch.no_grad()
-def score(model: nn.Module, split: Split) -> tuple[float, np.ndarray]:
-    """mIoU over ``split``'s cells, and per object whether most of its 4 cells get its class."""
+def score(model: nn.Module, split: Split) -> tuple[float, np.ndarray, np.ndarray]:
+    """mIoU over ``split``'s cells; per object whether most of its 4 cells get its class, and
+    whether it passes the own-cue test (:func:`pdn.data.paths.own_cue_read`)."""
     model.eval()
-    predictions = torch.cat([model(maps).argmax(1) for maps in split.maps.split(50)])
-    metric = SegmentationMetric(len(paths.PATHS_CLASSES))
-    metric.update(predictions, split.masks)
-    right = np.concatenate(
-        [
-            paths.objects_right(layout, colours, prediction.numpy())
-            for (layout, colours), prediction in zip(split.scenes, predictions, strict=True)
-        ]
-    )
-    return metric.compute().mIoU, right
+    with torch.no_grad():
+        predictions = torch.cat([model(maps).argmax(1) for maps in split.maps.split(50)])
+        metric = SegmentationMetric(len(paths.PATHS_CLASSES))
+        metric.update(predictions, split.masks)
+        right, passed = [], []
+        for (layout, colours), prediction in zip(split.scenes, predictions, strict=True):
+            right.extend(paths.objects_right(layout, colours, prediction.numpy()))
+            trials = paths.own_cue_trials(colours)
+            maps = np.stack([scene_map(layout, trial, split.source) for _, trial in trials])
+            recoloured = model(torch.from_numpy(maps)).argmax(1).numpy()
+            passed.extend(paths.own_cue_read(layout, trials, list(recoloured)))
+    return metric.compute().mIoU, np.asarray(right), np.asarray(passed)
 
 
 def main() -> None:
@@ -209,16 +221,17 @@ def main() -> None:
 
     print(
         "| turns | head | parameters | mIoU % per seed | objects right % (all / colour not the "
-        f"scene's mode / path <= {LAYERS_SPLIT} layers / > {LAYERS_SPLIT}) | follower ceiling "
-        "% | s per run |"
+        f"scene's mode / path <= {LAYERS_SPLIT} layers / > {LAYERS_SPLIT}) per seed | own-cue "
+        "test passed % per seed | follower ceiling % | s per run |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for turns in args.turns:
         train_split = draw_split("train", args.train_scenes, turns, args.input, per_object=False)
         test_split = draw_split("test", args.test_scenes, turns, args.input)
         short = test_split.needed <= LAYERS_SPLIT
         for name in args.heads:
-            scores, rights, seconds = [], [], 0.0
+            scores, objects, passes, seconds = [], [], [], 0.0
+            groups = (np.ones_like(short), ~test_split.of_a_mode, short, ~short)
             for seed in args.seeds:
                 torch.manual_seed(seed)
                 model = build_head(
@@ -227,19 +240,10 @@ def main() -> None:
                 start = time.perf_counter()
                 train(model, train_split, args.iters, args.batch, seed)
                 seconds += time.perf_counter() - start
-                miou, right = score(model, test_split)
-                scores.append(miou)
-                rights.append(right)
-            right = np.concatenate(rights)  # every seed's objects
-            groups = (
-                np.ones_like(short),
-                ~test_split.of_a_mode,
-                short,
-                ~short,
-            )
-            objects = " / ".join(
-                f"{100 * right[np.tile(group, len(args.seeds))].mean():.0f}" for group in groups
-            )
+                miou, right, passed = score(model, test_split)
+                scores.append(f"{100 * miou:.1f}")
+                objects.append(" / ".join(f"{100 * right[group].mean():.0f}" for group in groups))
+                passes.append(f"{100 * passed.mean():.0f}")
             layers = getattr(model[-1], "diffusion", None)
             ceiling = (
                 f"{100 * paths.sweep_follower_miou(test_split.needed, len(layers.layers)):.1f}"
@@ -247,9 +251,9 @@ def main() -> None:
                 else "-"
             )
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            per_seed = " / ".join(f"{100 * s:.1f}" for s in scores)
             print(
-                f"| {turns} | {name} | {params:.2f} M | {per_seed} | {objects} | {ceiling} | "
+                f"| {turns} | {name} | {params:.2f} M | {' / '.join(scores)} | "
+                f"{'; '.join(objects)} | {' / '.join(passes)} | {ceiling} | "
                 f"{seconds / len(args.seeds):.0f} |",
                 flush=True,
             )

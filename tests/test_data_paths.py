@@ -47,9 +47,9 @@ def test_paths_keep_apart_and_the_own_cue_is_not_the_nearest_or_in_line(dataset)
                 assert (
                     not P._dilate(cells[a], 96 // layout.cell) & cells[b]
                 )  # one free cell between
-        centres = np.stack([P._centre(c) for c in layout.cues])
+        centres = np.stack([P.block_centre(c) for c in layout.cues])
         for k, obj in enumerate(layout.objects):
-            offset = np.abs(centres - P._centre(obj))
+            offset = np.abs(centres - P.block_centre(obj))
             assert int(np.argmin(np.hypot(*offset.T))) != k
             assert int(np.argmin(offset.min(1))) != k
             route = layout.paths[k]
@@ -252,3 +252,26 @@ def test_of_the_mode_marks_the_objects_a_mode_guess_gets_right():
     assert P.of_the_mode((0, 0, 1, 2)).tolist() == [True, True, False, False]
     assert P.of_the_mode((3, 1, 1, 3)).tolist() == [True, True, True, True]
     assert P.of_the_mode((2, 0, 1, 3)).all()
+
+
+def test_the_own_cue_test_passes_a_path_follower_and_fails_a_guess(dataset):
+    """A model that labels every object with its own cue's colour passes for every object; one
+    that ignores the own cue (here: the first scene's labels whatever the colours) passes for
+    none, as it cannot give four answers to one set of other cues."""
+    layout, colours = dataset.layout(0), dataset.colours(0)
+    trials = P.own_cue_trials(colours)
+    assert len(trials) == 4 * len(colours)
+    for k, trial in trials:
+        assert [c for j, c in enumerate(trial) if j != k] == [
+            c for j, c in enumerate(colours) if j != k
+        ]
+    assert {trial[k] for k, trial in trials if k == 0} == {0, 1, 2, 3}
+    followed = [P.paint(layout, trial)[1] for _, trial in trials]
+    assert P.own_cue_read(layout, trials, followed).all()
+    cells = [P.cell_map(layout, trial)[1] for _, trial in trials]
+    assert P.own_cue_read(layout, trials, cells).all()
+    fixed = [P.paint(layout, colours)[1]] * len(trials)
+    assert not P.own_cue_read(layout, trials, fixed).any()
+    one_wrong = list(followed)
+    one_wrong[5] = fixed[5] * 0  # object 1, colour 1: its square left background
+    assert P.own_cue_read(layout, trials, one_wrong).tolist() == [True, False, True]

@@ -175,7 +175,9 @@ def _ring(corner: tuple[int, int], grid: int) -> set[tuple[int, int]]:
     return {(a, b) for a, b in ring if 0 <= a < grid and 0 <= b < grid}
 
 
-def _centre(corner: tuple[int, int]) -> np.ndarray:
+def block_centre(corner: tuple[int, int]) -> np.ndarray:
+    """float ``(2,)``: the centre, in cells, of the 2 x 2-cell square whose top-left cell is
+    ``corner``."""
     return np.asarray(corner, dtype=float) + BLOCK / 2
 
 
@@ -184,10 +186,10 @@ def _assignment(
 ) -> list[int] | None:
     """A cue for each object that is neither its nearest cue nor the one closest in line
     (smallest row or column offset), nor tied with one, or None when 64 random tries find none."""
-    cue_centres = np.stack([_centre(c) for c in cues])
+    cue_centres = np.stack([block_centre(c) for c in cues])
     banned = []
     for obj in objects:
-        offset = np.abs(cue_centres - _centre(obj))
+        offset = np.abs(cue_centres - block_centre(obj))
         distance, in_line = np.hypot(*offset.T), offset.min(1)
         ties = np.flatnonzero(distance == distance.min()).tolist()  # every cue tied for nearest
         ties += np.flatnonzero(in_line == in_line.min()).tolist()
@@ -389,6 +391,32 @@ def of_the_mode(colours: Sequence[int]) -> np.ndarray:
     wrong, so a model's accuracy there (chance: 1/4) tells path following from that guess."""
     counts = np.bincount(np.asarray(colours, dtype=np.int64), minlength=4)
     return counts[np.asarray(colours)] == counts.max()
+
+
+def own_cue_trials(colours: Sequence[int]) -> list[tuple[int, tuple[int, ...]]]:
+    """The own-cue test of a scene: for every object ``k`` and every colour ``c``, ``(k, the
+    scene's colours with cue k's set to c)`` (``4 * pairs`` trials, the other cues unchanged)."""
+    return [
+        (k, tuple(c if j == k else int(old) for j, old in enumerate(colours)))
+        for k in range(len(colours))
+        for c in range(len(CUE_COLORS))
+    ]
+
+
+def own_cue_read(
+    layout: PathsLayout,
+    trials: Sequence[tuple[int, Sequence[int]]],
+    predictions: Sequence[np.ndarray],
+) -> np.ndarray:
+    """bool ``(pairs,)``: whether each object gets its own cue's colour in every one of its
+    :func:`own_cue_trials` (``predictions[i]`` labels the scene painted with ``trials[i]``'s
+    colours, per pixel or per cell). Neither the mode guess nor any guess that ignores the own
+    cue passes (it would have to give 4 answers for one set of other cues); a guess that picks
+    one cue by its place passes only for the objects whose own cue sits at that place."""
+    passed = np.ones(len(layout.objects), dtype=bool)
+    for (k, colours), prediction in zip(trials, predictions, strict=True):
+        passed[k] &= objects_right(layout, colours, prediction)[k]
+    return passed
 
 
 def sweep_layers_needed(layout: PathsLayout, index: int, lateral: int = 1, limit: int = 64) -> int:
