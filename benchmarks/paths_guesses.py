@@ -5,7 +5,7 @@
 ``pdn.data.paths`` derives the bound of a model that reads no cue or one unrelated cue (31.4)
 and of guessing the scene's most frequent cue colour (49.0). The layouts make an object's own
 cue never its nearest nor the one closest in line, so a guess can also *exclude* cues by their
-place. This scores such guesses on the split's scenes at the packaged layout, as the other paths
+place. This scores such guesses on the split's scenes at the packaged layout (``configs/paths.yaml``), as the other paths
 scripts score models (one label per cell, so the mIoU is over cells): the mode of all cues; the
 mode of the cues other than the nearest; the mode of those other than the nearest and the one in
 line; and picking the one cue at the rank (by distance or closeness in line) most often the
@@ -25,45 +25,39 @@ import torch
 
 from pdn import build_dataset
 from pdn.data import paths
+from pdn.engine.config import load_config
 from pdn.metrics import SegmentationMetric
 
 Guess = Callable[[paths.PathsLayout, tuple[int, ...]], list[int]]
+DISTANCE, IN_LINE = 0, 1  # the two orders of pdn.data.paths.cue_places
 
 
 def _mode_of(colours: tuple[int, ...], keep: list[int]) -> int:
     return int(np.argmax(np.bincount([colours[j] for j in keep], minlength=4)))
 
 
-def _excluding(ranks: Callable[[paths.PathsLayout], tuple[np.ndarray, ...]]) -> Guess:
-    """The mode of the cues that ``ranks`` does not put first for the object."""
+def _excluding(*places: int) -> Guess:
+    """The mode of the cues other than the first by each of ``places`` (indices into
+    :func:`pdn.data.paths.cue_places`: 0 distance, 1 offset from in line)."""
 
     def guess(layout: paths.PathsLayout, colours: tuple[int, ...]) -> list[int]:
-        centres = np.stack([paths.block_centre(cue) for cue in layout.cues])
         labels = []
         for obj in layout.objects:
-            offset = np.abs(centres - paths.block_centre(obj))
-            dropped = {int(np.argmin(rank(offset))) for rank in ranks(layout)}
+            ranked = paths.cue_places(layout.cues, obj)
+            dropped = {int(np.argmin(ranked[place])) for place in places}
             labels.append(_mode_of(colours, [j for j in range(len(colours)) if j not in dropped]))
         return labels
 
     return guess
 
 
-def _distance(offset: np.ndarray) -> np.ndarray:
-    return np.hypot(*offset.T)
-
-
-def _in_line(offset: np.ndarray) -> np.ndarray:
-    return offset.min(1)
-
-
-def _at_rank(order: Callable[[np.ndarray], np.ndarray], rank: int) -> Guess:
-    """The colour of the cue at ``rank`` (0 = first) in ``order``."""
+def _at_rank(place: int, rank: int) -> Guess:
+    """The colour of the cue at ``rank`` (0 = first) by :func:`pdn.data.paths.cue_places`
+    ``[place]``."""
 
     def guess(layout: paths.PathsLayout, colours: tuple[int, ...]) -> list[int]:
-        centres = np.stack([paths.block_centre(cue) for cue in layout.cues])
         return [
-            colours[int(np.argsort(order(np.abs(centres - paths.block_centre(obj))))[rank])]
+            colours[int(np.argsort(paths.cue_places(layout.cues, obj)[place])[rank])]
             for obj in layout.objects
         ]
 
@@ -76,12 +70,10 @@ def guesses() -> dict[str, Guess]:
         "mode of all cues": lambda layout, colours: (
             [_mode_of(colours, list(range(len(colours))))] * len(colours)
         ),
-        "mode without the nearest": _excluding(lambda layout: (_distance,)),
-        "mode without the nearest and the in-line": _excluding(
-            lambda layout: (_distance, _in_line)
-        ),
-        "the 3rd nearest cue": _at_rank(_distance, 2),
-        "the cue farthest from in line": _at_rank(_in_line, 3),
+        "mode without the nearest": _excluding(DISTANCE),
+        "mode without the nearest and the in-line": _excluding(DISTANCE, IN_LINE),
+        "the 3rd nearest cue": _at_rank(DISTANCE, 2),
+        "the cue farthest from in line": _at_rank(IN_LINE, 3),
     }
 
 
@@ -123,15 +115,8 @@ def main() -> None:
         "own-cue test passed % |\n|---|---|---|---|---|"
     )
     for turns in args.turns:
-        dataset = build_dataset(
-            "paths",
-            split=args.split,
-            size=256,
-            cell=8,
-            pairs=4,
-            turns=turns,
-            num_samples=args.scenes,
-        )
+        options = dict(load_config("paths").data.options, turns=turns)
+        dataset = build_dataset("paths", split=args.split, num_samples=args.scenes, **options)
         scenes = [(dataset.layout(i), dataset.colours(i)) for i in range(args.scenes)]
         for name, guess in guesses().items():
             miou, right, off, passed = score(guess, scenes)

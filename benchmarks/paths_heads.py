@@ -177,17 +177,16 @@ def score(model: nn.Module, split: Split) -> tuple[float, np.ndarray, np.ndarray
     """mIoU over ``split``'s cells; per object whether most of its 4 cells get its class, and
     whether it passes the own-cue test (:func:`pdn.data.paths.own_cue_read`)."""
     model.eval()
-    with torch.no_grad():
-        predictions = torch.cat([model(maps).argmax(1) for maps in split.maps.split(50)])
-        metric = SegmentationMetric(len(paths.PATHS_CLASSES))
-        metric.update(predictions, split.masks)
-        right, passed = [], []
-        for (layout, colours), prediction in zip(split.scenes, predictions, strict=True):
-            right.extend(paths.objects_right(layout, colours, prediction.numpy()))
-            trials = paths.own_cue_trials(colours)
-            maps = np.stack([scene_map(layout, trial, split.source) for _, trial in trials])
-            recoloured = model(torch.from_numpy(maps)).argmax(1).numpy()
-            passed.extend(paths.own_cue_read(layout, trials, list(recoloured)))
+    predictions = torch.cat([model(maps).argmax(1) for maps in split.maps.split(50)])
+    metric = SegmentationMetric(len(paths.PATHS_CLASSES))
+    metric.update(predictions, split.masks)
+    right, passed = [], []
+    for (layout, colours), prediction in zip(split.scenes, predictions, strict=True):
+        right.extend(paths.objects_right(layout, colours, prediction.numpy()))
+        trials = paths.own_cue_trials(colours)
+        maps = np.stack([scene_map(layout, trial, split.source) for _, trial in trials])
+        recoloured = model(torch.from_numpy(maps)).argmax(1).numpy()
+        passed.extend(paths.own_cue_read(layout, trials, list(recoloured)))
     return metric.compute().mIoU, np.asarray(right), np.asarray(passed)
 
 

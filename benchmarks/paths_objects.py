@@ -64,7 +64,11 @@ def object_scores(checkpoint: str, split: str) -> tuple[float, dict[str, float]]
             images = [paths.paint(layout, trial)[0] for _, trial in trials]
             recoloured = segmenter.predict_batch([torch.from_numpy(image) for image in images])
             passed.extend(paths.own_cue_read(layout, trials, recoloured))
-    right, off_mode, short = np.asarray(right), np.asarray(off_mode), np.asarray(needed) <= 2
+    right, off_mode, short = (
+        np.asarray(right),
+        np.asarray(off_mode),
+        np.asarray(needed) <= LAYERS_SPLIT,
+    )
     groups = {
         "all": np.ones_like(right),
         "off the mode": off_mode,

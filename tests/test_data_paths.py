@@ -47,11 +47,15 @@ def test_paths_keep_apart_and_the_own_cue_is_not_the_nearest_or_in_line(dataset)
                 assert (
                     not P._dilate(cells[a], 96 // layout.cell) & cells[b]
                 )  # one free cell between
-        centres = np.stack([P.block_centre(c) for c in layout.cues])
+        centres = np.stack([P._centre(c) for c in layout.cues])
         for k, obj in enumerate(layout.objects):
-            offset = np.abs(centres - P.block_centre(obj))
+            offset = np.abs(centres - P._centre(obj))
             assert int(np.argmin(np.hypot(*offset.T))) != k
             assert int(np.argmin(offset.min(1))) != k
+            distance, in_line = P.cue_places(layout.cues, obj)  # what the guesses rank by
+            assert np.allclose(distance, np.hypot(*offset.T)) and np.allclose(
+                in_line, offset.min(1)
+            )
             route = layout.paths[k]
             assert all(
                 abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1

@@ -182,10 +182,18 @@ def _ring(corner: tuple[int, int], grid: int) -> set[tuple[int, int]]:
     return {(a, b) for a, b in ring if 0 <= a < grid and 0 <= b < grid}
 
 
-def block_centre(corner: tuple[int, int]) -> np.ndarray:
-    """float ``(2,)``: the centre, in cells, of the 2 x 2-cell square whose top-left cell is
-    ``corner``."""
+def _centre(corner: tuple[int, int]) -> np.ndarray:
     return np.asarray(corner, dtype=float) + BLOCK / 2
+
+
+def cue_places(
+    cues: Sequence[tuple[int, int]], obj: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """float ``(cues,)`` twice, in cells between the 2 x 2 squares' centres: each cue's distance
+    from the object, and its offset from the object's row or column, whichever is smaller (the
+    nearest cue has the least of the first, the cue closest in line the least of the second)."""
+    offset = np.abs(np.stack([_centre(cue) for cue in cues]) - _centre(obj))
+    return np.hypot(*offset.T), offset.min(1)
 
 
 def _assignment(
@@ -193,11 +201,9 @@ def _assignment(
 ) -> list[int] | None:
     """A cue for each object that is neither its nearest cue nor the one closest in line
     (smallest row or column offset), nor tied with one, or None when 64 random tries find none."""
-    cue_centres = np.stack([block_centre(c) for c in cues])
     banned = []
     for obj in objects:
-        offset = np.abs(cue_centres - block_centre(obj))
-        distance, in_line = np.hypot(*offset.T), offset.min(1)
+        distance, in_line = cue_places(cues, obj)
         ties = np.flatnonzero(distance == distance.min()).tolist()  # every cue tied for nearest
         ties += np.flatnonzero(in_line == in_line.min()).tolist()
         banned.append(set(ties))
@@ -480,8 +486,8 @@ class PathsDataset(SegmentationDataset):
     difficulty knob), ``num_samples`` (2000 train, 200 val and test), ``seed``, ``target``
     (``"colour"``, the benchmark; ``"parts"``: the same scenes labelled background / path /
     object / cue, a local task, for pretraining a backbone to find the paths; see
-    ``docs/diagnostics.md``). ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the same for the same
-    ``(seed, split, i)``. ``root`` must be ``None``."""
+    ``docs/diagnostics.md``). ``ds[i]`` is ``(uint8 (3, size, size), int64 (size, size))``, the
+    same for the same ``(seed, split, i)``. ``root`` must be ``None``."""
 
     def __init__(
         self,
